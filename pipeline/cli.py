@@ -1,0 +1,59 @@
+"""Command line: ``python -m pipeline <command>``; every stage and tool is a subcommand.
+
+Each command lives in its own module exposing ``configure(parser)`` and ``run(args) -> int``;
+modules are imported only when their command runs, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from pipeline import __version__
+from pipeline.errors import PipelineError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("pipeline.stages.prepare", "load the configured source, flatten and scale images"),
+    "split": ("pipeline.stages.split", "stratified train/dev/test split, normalized with train statistics"),
+    "tune": ("pipeline.stages.tune", "DVC stage: run the Optuna study configured in params.yaml"),
+    "sweep": ("pipeline.study.sweep", "launch or resume a sweep: trials, workers, storage, study name"),
+    "train": ("pipeline.stages.train", "train the final network (the study's best parameters by default)"),
+    "evaluate": ("pipeline.stages.evaluate", "score the final network once on the test split"),
+    "report": ("pipeline.stages.report", "write the bias/variance diagnosis report"),
+    "gradcheck": ("pipeline.stages.gradcheck", "check backprop gradients against finite differences"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    top, rest = parser.parse_known_args(argv)
+    module = importlib.import_module(COMMANDS[top.command][0])
+    sub = argparse.ArgumentParser(prog=f"pipeline {top.command}", description=COMMANDS[top.command][1])
+    sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    module.configure(sub)
+    args = sub.parse_args(rest)
+    args.debug = top.debug
+    try:
+        return int(module.run(args) or 0)
+    except PipelineError as e:
+        if top.debug or os.environ.get("PIPELINE_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

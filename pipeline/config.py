@@ -1,0 +1,289 @@
+"""The one typed, frozen view of ``params.yaml``.
+
+``load_params`` is the only place that reads the file. Every section is a frozen dataclass; the
+loader walks the type hints, so an unknown key, a missing section, or a value of the wrong type
+(PyYAML reads ``1e-3`` as the *string* "1e-3") fails on load with the key's dotted name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.nn.train import TrainParams
+
+__all__ = ["ConfigError", "Params", "TrainParams", "load_params", "params_from_dict"]
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    m: int = 2000
+    height: int = 8
+    width: int = 8
+    channels: int = 1
+    n_classes: int = 2
+
+    def __post_init__(self) -> None:
+        _check(min(self.m, self.height, self.width, self.channels) >= 1, "data.synthetic sizes must be >= 1")
+        _check(self.n_classes >= 2, "data.synthetic.n_classes must be >= 2")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: Literal["digits", "hdf5", "folder", "npz", "synthetic"] = "digits"
+    path: str | None = None
+    test_path: str | None = None
+    positive_class: int | str | None = None
+    image_size: tuple[int, int] | None = None
+    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+
+    def __post_init__(self) -> None:
+        if self.source in ("hdf5", "folder", "npz"):
+            _check(self.path is not None, f"data.path is required for data.source '{self.source}'")
+        if self.image_size is not None:
+            _check(min(self.image_size) >= 1, "data.image_size must be positive [height, width]")
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    normalize: Literal["scale", "standardize", "none"] = "standardize"
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    train: float = 0.98
+    dev: float = 0.01
+    test: float = 0.01
+    train_dev: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("train", "dev", "test"):
+            _check(0.0 < getattr(self, name) < 1.0, f"split.{name} must lie strictly between 0 and 1")
+        total = self.train + self.dev + self.test
+        _check(math.isclose(total, 1.0, abs_tol=1e-9), f"split.train + split.dev + split.test must be 1, got {total:g}")
+        _check(0.0 <= self.train_dev < 1.0, "split.train_dev must lie in [0, 1)")
+
+
+Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
+Init = Literal["zeros", "random", "xavier", "he"]
+Optimizer = Literal["gd", "momentum", "adam"]
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    hidden_layers: tuple[int, ...] = (64, 32)
+    hidden_activation: Activation = "relu"
+    init: Init = "he"
+    dtype: Literal["float64", "float32"] = "float64"
+
+    def __post_init__(self) -> None:
+        _check(all(n >= 1 for n in self.hidden_layers), "model.hidden_layers must be positive unit counts")
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    allow_off: bool = False  # adds an "off" (0.0) choice beside the log-uniform range
+
+    def __post_init__(self) -> None:
+        _check(0 < self.low < self.high, f"a search range needs 0 < low < high, got [{self.low}, {self.high}]")
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.low <= self.high, f"a search range needs 1 <= low <= high, got [{self.low}, {self.high}]")
+
+
+@dataclass(frozen=True)
+class SpaceParams:
+    learning_rate: FloatRange = FloatRange(1e-4, 3e-2)
+    n_layers: IntRange = IntRange(1, 3)
+    n_units: IntRange = IntRange(8, 128)
+    l2_lambda: FloatRange = FloatRange(1e-4, 1.0, allow_off=True)
+    keep_prob: FloatRange = FloatRange(0.6, 1.0)
+    optimizer: tuple[Optimizer, ...] | None = None  # None: keep train.optimizer
+    batch_size: tuple[int, ...] | None = None  # None: keep train.batch_size
+    epochs: IntRange | None = None  # None: keep train.epochs
+
+    def __post_init__(self) -> None:
+        _check(self.keep_prob.high <= 1.0, "tune.space.keep_prob.high must be <= 1")
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    n_trials: int = 20
+    timeout: float | None = None
+    n_workers: int = 1
+    storage: str | None = None
+    study_name: str = "digits-mlp"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = 5
+    space: SpaceParams = field(default_factory=SpaceParams)
+
+    def __post_init__(self) -> None:
+        _check(self.n_trials >= 1 and self.n_workers >= 1, "tune.n_trials and tune.n_workers must be >= 1")
+        _check(self.timeout is None or self.timeout > 0, "tune.timeout must be > 0 or null")
+        _check(bool(self.study_name.strip()), "tune.study_name must not be empty")
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    human_error: float = 0.005
+    confidence: float = 0.95
+    learning_curve_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    tolerance: float = 0.02
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.human_error < 1.0, "report.human_error must lie in [0, 1)")
+        _check(0.0 < self.confidence < 1.0, "report.confidence must lie in (0, 1)")
+        _check(
+            all(0 < f <= 1 for f in self.learning_curve_fractions), "report.learning_curve_fractions must lie in (0, 1]"
+        )
+        _check(self.tolerance >= 0, "report.tolerance must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrackingParams:
+    experiment: str | None = None
+    model_name: str = "digits-mlp"
+    model_alias: str = "champion"
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 42
+    data: DataParams = field(default_factory=DataParams)
+    prepare: PrepareParams = field(default_factory=PrepareParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    tune: TuneParams = field(default_factory=TuneParams)
+    report: ReportParams = field(default_factory=ReportParams)
+    tracking: TrackingParams = field(default_factory=TrackingParams)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate a params file; raise ConfigError naming the file and key on any problem."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; run from the repository root or pass --params") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{line}; fix the syntax") from None
+    return params_from_dict(raw if raw is not None else {}, source=str(path))
+
+
+def params_from_dict(raw: Any, source: str = "params") -> Params:
+    """Build Params from a plain mapping (as read from YAML), validating every key and type."""
+    try:
+        return _build(Params, raw, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"unknown key '{prefix}{unknown[0]}'; known keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            kwargs[f.name] = _coerce(hints[f.name], raw[f.name], f"{prefix}{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing key '{prefix}{f.name}'")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:  # checks of dataclasses defined outside this module
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{key}: {_describe(value)} matches none of {_type_name(tp)}"
+        )
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, args))}; got {_describe(value)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {_describe(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key} must be a list of {len(args)} values, got {len(value)}")
+        return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, f"{key}.")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            hint = " (write 1.0e-3, not 1e-3: YAML reads the latter as text)" if isinstance(value, str) else ""
+            raise ConfigError(f"{key} must be a number, got {_describe(value)}{hint}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be finite, got {value}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be text, got {_describe(value)}")
+        return value
+    raise TypeError(f"config type {tp!r} of {key} is not supported")  # a bug in this module
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "")

@@ -1,0 +1,96 @@
+"""Activations and output losses as small name-to-function tables.
+
+Each hidden activation has its forward function next to its backward one. A backward function
+takes the upstream gradient ``dA`` and the cached ``Z`` and ``A`` (the activation's output
+before dropout) and returns ``dZ``; it may overwrite ``dA`` because nothing else reads it.
+
+The output layer never materialises log(A): losses are computed from the last pre-activation
+``Z`` with log-sum-exp identities, so saturated outputs give a finite cost in float32 and
+float64 and raise no overflow warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+
+
+def relu(Z: np.ndarray) -> np.ndarray:
+    return np.maximum(Z, 0)
+
+
+def relu_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
+    dA[Z <= 0] = 0
+    return dA
+
+
+def leaky_relu(Z: np.ndarray) -> np.ndarray:
+    return np.where(Z > 0, Z, Z * LEAKY_SLOPE)
+
+
+def leaky_relu_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
+    dA[Z <= 0] *= LEAKY_SLOPE
+    return dA
+
+
+def tanh(Z: np.ndarray) -> np.ndarray:
+    return np.tanh(Z)
+
+
+def tanh_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
+    dA *= 1 - A * A  # tanh' = 1 - tanh^2
+    return dA
+
+
+def sigmoid(Z: np.ndarray) -> np.ndarray:
+    # 1/(1+exp(-Z)) overflows exp for very negative Z; 0.5*(1+tanh(Z/2)) is the same and never does
+    return 0.5 * (1 + np.tanh(0.5 * Z))
+
+
+def sigmoid_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
+    dA *= A * (1 - A)  # sigmoid' = s (1 - s)
+    return dA
+
+
+Forward = Callable[[np.ndarray], np.ndarray]
+Backward = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+ACTIVATIONS: dict[str, Forward] = {"relu": relu, "leaky_relu": leaky_relu, "tanh": tanh, "sigmoid": sigmoid}
+DERIVATIVES: dict[str, Backward] = {
+    "relu": relu_backward,
+    "leaky_relu": leaky_relu_backward,
+    "tanh": tanh_backward,
+    "sigmoid": sigmoid_backward,
+}
+
+
+# --- output layers: probabilities and cross-entropy, both from the logits Z (n_out, m) -----------
+
+
+def softmax(Z: np.ndarray) -> np.ndarray:
+    E = np.exp(Z - Z.max(axis=0, keepdims=True))
+    E /= E.sum(axis=0, keepdims=True)
+    return E
+
+
+def binary_cross_entropy(Z: np.ndarray, Y: np.ndarray) -> float:
+    """Mean of -[y log s(z) + (1-y) log(1-s(z))] = mean of max(z,0) - z y + log(1 + e^-|z|)."""
+    loss = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+    return float(loss.sum(dtype=np.float64) / Z.shape[1])
+
+
+def categorical_cross_entropy(Z: np.ndarray, Y: np.ndarray) -> float:
+    """Mean of -sum_k y_k log softmax(z)_k, with log softmax = z - max - log sum exp(z - max)."""
+    shifted = Z - Z.max(axis=0, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+    return float(-(Y * log_probs).sum(dtype=np.float64) / Z.shape[1])
+
+
+# For both pairs dCost/dZ = (probabilities - Y) / m, which is why backprop starts from the logits.
+OUTPUTS: dict[str, tuple[Forward, Callable[[np.ndarray, np.ndarray], float]]] = {
+    "sigmoid": (sigmoid, binary_cross_entropy),
+    "softmax": (softmax, categorical_cross_entropy),
+}

@@ -1,0 +1,208 @@
+"""An L-layer fully connected network: initialization, forward, cost, backward, prediction.
+
+Shape convention (the course's, stated once): examples are columns.
+    X: (n_x, m)    W[l]: (n[l], n[l-1])    b[l]: (n[l], 1)    Z[l], A[l]: (n[l], m)
+Labels ``y`` are integers of shape (m,); ``encode_labels`` turns them into Y of shape (n_out, m):
+one row of 0/1 for a sigmoid output (n_out == 1), one-hot columns for a softmax output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
+
+Weights = dict[str, np.ndarray]  # "W1", "b1", ..., "WL", "bL"
+
+# Scale of each initializer's normal draws, given the layer's fan-in (the course's recipes).
+INITIALIZERS = {
+    "zeros": lambda fan_in: 0.0,
+    "random": lambda fan_in: 0.01,
+    "xavier": lambda fan_in: np.sqrt(1.0 / fan_in),
+    "he": lambda fan_in: np.sqrt(2.0 / fan_in),
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layer sizes ``(n_x, n_1, ..., n_out)`` and the choices that shape the network."""
+
+    layer_dims: tuple[int, ...]
+    hidden_activation: str = "relu"
+    init: str = "he"
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        if len(self.layer_dims) < 2 or min(self.layer_dims) < 1:
+            raise ValueError(f"layer_dims must hold at least input and output sizes >= 1, got {self.layer_dims}")
+        if self.layer_dims[-1] == 2:
+            raise ValueError("two classes use one sigmoid output unit: set the output size to 1")
+        for name, table in (("hidden_activation", ACTIVATIONS), ("init", INITIALIZERS)):
+            if getattr(self, name) not in table:
+                raise ValueError(f"unknown {name} '{getattr(self, name)}'; choose one of {', '.join(table)}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+
+    @classmethod
+    def build(
+        cls,
+        n_x: int,
+        n_classes: int,
+        hidden_layers: tuple[int, ...] = (),
+        hidden_activation: str = "relu",
+        init: str = "he",
+        dtype: str = "float64",
+    ) -> Architecture:
+        n_out = 1 if n_classes == 2 else n_classes
+        return cls((n_x, *hidden_layers, n_out), hidden_activation, init, dtype)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers L (hidden layers plus the output layer)."""
+        return len(self.layer_dims) - 1
+
+    @property
+    def output(self) -> str:
+        return "sigmoid" if self.layer_dims[-1] == 1 else "softmax"
+
+    @property
+    def n_classes(self) -> int:
+        return 2 if self.layer_dims[-1] == 1 else self.layer_dims[-1]
+
+
+class LayerCache(NamedTuple):
+    A_prev: np.ndarray  # the layer's input (after the previous layer's dropout)
+    Z: np.ndarray
+    A: np.ndarray | None  # activation before dropout; None for the output layer
+    mask: np.ndarray | None  # inverted-dropout mask already divided by keep_prob, or None
+
+
+def initialize(arch: Architecture, rng: np.random.Generator) -> Weights:
+    """Normal weights scaled by each layer's fan-in; zero biases."""
+    scale = INITIALIZERS[arch.init]
+    weights: Weights = {}
+    for l in range(1, arch.n_layers + 1):
+        fan_in, fan_out = arch.layer_dims[l - 1], arch.layer_dims[l]
+        weights[f"W{l}"] = (rng.standard_normal((fan_out, fan_in)) * scale(fan_in)).astype(arch.dtype)
+        weights[f"b{l}"] = np.zeros((fan_out, 1), dtype=arch.dtype)
+    return weights
+
+
+def encode_labels(y: np.ndarray, arch: Architecture) -> np.ndarray:
+    """Integer labels (m,) -> targets Y (n_out, m) in the architecture's dtype."""
+    y = np.asarray(y)
+    if arch.output == "sigmoid":
+        return y.reshape(1, -1).astype(arch.dtype)
+    Y = np.zeros((arch.layer_dims[-1], y.shape[0]), dtype=arch.dtype)
+    Y[y, np.arange(y.shape[0])] = 1
+    return Y
+
+
+def forward(
+    X: np.ndarray,
+    weights: Weights,
+    arch: Architecture,
+    keep_prob: float = 1.0,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, list[LayerCache]]:
+    """Return the output logits Z[L] and the caches backprop needs.
+
+    Inverted dropout: during training (keep_prob < 1) each hidden activation is multiplied by a
+    0/1 mask and divided by keep_prob, so its expected value is unchanged and prediction needs
+    no rescaling.
+    """
+    activation = ACTIVATIONS[arch.hidden_activation]
+    caches: list[LayerCache] = []
+    A_prev = X
+    for l in range(1, arch.n_layers):
+        Z = weights[f"W{l}"] @ A_prev
+        Z += weights[f"b{l}"]
+        A = activation(Z)
+        mask = None
+        if keep_prob < 1.0:
+            assert rng is not None, "dropout needs a random generator"
+            mask = rng.random(A.shape, dtype=A.dtype) < keep_prob
+            mask = mask.astype(A.dtype) / A.dtype.type(keep_prob)
+            caches.append(LayerCache(A_prev, Z, A, mask))
+            A_prev = A * mask
+        else:
+            caches.append(LayerCache(A_prev, Z, A, None))
+            A_prev = A
+    L = arch.n_layers
+    ZL = weights[f"W{L}"] @ A_prev
+    ZL += weights[f"b{L}"]
+    caches.append(LayerCache(A_prev, ZL, None, None))
+    return ZL, caches
+
+
+def l2_penalty(weights: Weights, l2_lambda: float, m: int) -> float:
+    """(lambda / 2m) * sum of squared weights; biases are not regularized."""
+    if l2_lambda == 0:
+        return 0.0
+    squares = sum(float(np.vdot(W, W)) for name, W in weights.items() if name.startswith("W"))
+    return l2_lambda / (2 * m) * squares
+
+
+def compute_cost(ZL: np.ndarray, Y: np.ndarray, arch: Architecture, weights: Weights, l2_lambda: float = 0.0) -> float:
+    """Cross-entropy of the logits plus the L2 term (its gradient is added in ``backward``)."""
+    _, loss = OUTPUTS[arch.output]
+    return loss(ZL, Y) + l2_penalty(weights, l2_lambda, ZL.shape[1])
+
+
+def backward(
+    ZL: np.ndarray,
+    Y: np.ndarray,
+    caches: list[LayerCache],
+    weights: Weights,
+    arch: Architecture,
+    l2_lambda: float = 0.0,
+) -> Weights:
+    """Gradients of ``compute_cost`` with respect to every weight and bias ("dW1", "db1", ...)."""
+    probabilities, _ = OUTPUTS[arch.output]
+    derivative = DERIVATIVES[arch.hidden_activation]
+    m = ZL.shape[1]
+    grads: Weights = {}
+    dZ = probabilities(ZL)
+    dZ -= Y
+    dZ /= m  # sigmoid + binary CE and softmax + categorical CE both give dZ[L] = (A[L] - Y) / m
+    for l in range(arch.n_layers, 0, -1):
+        cache, W = caches[l - 1], weights[f"W{l}"]
+        dW = dZ @ cache.A_prev.T
+        if l2_lambda:
+            dW += (l2_lambda / m) * W  # gradient of the (lambda / 2m) * sum(W^2) cost term
+        grads[f"dW{l}"] = dW
+        grads[f"db{l}"] = dZ.sum(axis=1, keepdims=True)
+        if l > 1:  # dA[0] (the gradient for X) is never needed, so it is never computed
+            below = caches[l - 2]
+            dA = W.T @ dZ
+            if below.mask is not None:
+                dA *= below.mask  # the same mask, already divided by keep_prob
+            dZ = derivative(dA, below.Z, below.A)
+    return grads
+
+
+def predict_proba(X: np.ndarray, weights: Weights, arch: Architecture) -> np.ndarray:
+    """Output probabilities (n_out, m): P(y=1) for a sigmoid output, class columns for softmax."""
+    ZL, _ = forward(X.astype(arch.dtype, copy=False), weights, arch)
+    probabilities, _ = OUTPUTS[arch.output]
+    return probabilities(ZL)
+
+
+def labels_from_logits(ZL: np.ndarray, arch: Architecture) -> np.ndarray:
+    if arch.output == "sigmoid":
+        return (ZL[0] > 0).astype(np.int64)  # s(z) > 0.5 exactly when z > 0
+    return ZL.argmax(axis=0)
+
+
+def predict(X: np.ndarray, weights: Weights, arch: Architecture) -> np.ndarray:
+    """Predicted integer labels (m,); deterministic, no dropout."""
+    ZL, _ = forward(X.astype(arch.dtype, copy=False), weights, arch)
+    return labels_from_logits(ZL, arch)
+
+
+def error_rate(X: np.ndarray, y: np.ndarray, weights: Weights, arch: Architecture) -> float:
+    """Fraction of misclassified examples."""
+    return float(np.mean(predict(X, weights, arch) != np.asarray(y)))

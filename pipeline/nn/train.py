@@ -1,0 +1,177 @@
+"""The training loop: ``fit`` runs epochs of (mini-)batch updates and reports each epoch.
+
+``fit`` knows nothing of search or tracking. Whatever watches training (a tracker, a pruner, a
+progress line) is a callback that receives an ``EpochLog`` after every epoch; a callback that
+raises stops training and its exception leaves ``fit`` unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.nn.network import (
+    Architecture,
+    Weights,
+    backward,
+    compute_cost,
+    encode_labels,
+    forward,
+    initialize,
+    labels_from_logits,
+)
+from pipeline.nn.optim import OPTIMIZERS
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """How to train; also the ``train:`` section of params.yaml."""
+
+    learning_rate: float = 0.001
+    epochs: int = 60
+    batch_size: int = 64  # 0: full batch
+    optimizer: str = "adam"  # gd | momentum | adam
+    beta1: float = 0.9  # momentum, and Adam's first moment
+    beta2: float = 0.999  # Adam's second moment
+    epsilon: float = 1e-8
+    l2_lambda: float = 0.0
+    keep_prob: float = 1.0
+    lr_decay: float = 0.0  # learning_rate / (1 + lr_decay * (epoch - 1))
+    patience: int = 0  # early stopping on dev cost after this many epochs without improvement; 0: off
+    use_study_best: bool = True  # read by the train stage, not by fit
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.learning_rate > 0, "train.learning_rate must be > 0"),
+            (self.epochs >= 1, "train.epochs must be >= 1"),
+            (self.batch_size >= 0, "train.batch_size must be >= 0 (0 means full batch)"),
+            (self.optimizer in OPTIMIZERS, f"train.optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must lie in [0, 1)"),
+            (self.epsilon > 0, "train.epsilon must be > 0"),
+            (self.l2_lambda >= 0, "train.l2_lambda must be >= 0"),
+            (0 < self.keep_prob <= 1, "train.keep_prob must lie in (0, 1]"),
+            (self.lr_decay >= 0 and self.patience >= 0, "train.lr_decay and train.patience must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int  # counts from 1
+    train_cost: float  # mean of the mini-batch costs, L2 term included, dropout active
+    dev_cost: float | None
+    dev_error: float | None
+    learning_rate: float
+    seconds: float  # wall time of this epoch's updates
+
+
+Callback = Callable[[EpochLog], None]
+
+
+@dataclass
+class FitResult:
+    weights: Weights
+    history: list[EpochLog] = field(default_factory=list)
+    best_epoch: int = 0  # epoch of the lowest dev cost (the last epoch without dev data)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+class Diverged(ArithmeticError):
+    """The cost became NaN or infinite."""
+
+    def __init__(self, epoch: int, cost: float) -> None:
+        self.epoch, self.cost = epoch, cost
+        super().__init__(f"cost became {cost} at epoch {epoch}: lower the learning rate")
+
+
+def fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    arch: Architecture,
+    hp: TrainParams,
+    *,
+    X_dev: np.ndarray | None = None,
+    y_dev: np.ndarray | None = None,
+    seed: int | np.random.Generator = 0,
+    callbacks: Sequence[Callback] = (),
+) -> FitResult:
+    """Train a network on X (n_x, m) with labels y (m,); return its weights and history."""
+    if X.shape[0] != arch.layer_dims[0]:
+        raise ValueError(f"X has {X.shape[0]} features but the network expects {arch.layer_dims[0]}")
+    # Independent streams for init, shuffling and dropout, so that e.g. changing keep_prob does
+    # not change the initial weights or the batch order.
+    init_rng, shuffle_rng, dropout_rng = np.random.default_rng(seed).spawn(3)
+    X = X.astype(arch.dtype, copy=False)
+    Y = encode_labels(y, arch)
+    has_dev = X_dev is not None and y_dev is not None
+    if has_dev:
+        X_dev = X_dev.astype(arch.dtype, copy=False)
+        Y_dev = encode_labels(y_dev, arch)
+
+    weights = initialize(arch, init_rng)
+    optimizer = OPTIMIZERS[hp.optimizer](weights, hp.beta1, hp.beta2, hp.epsilon)
+    m = X.shape[1]
+    batch = m if hp.batch_size == 0 else min(hp.batch_size, m)
+    result = FitResult(weights=weights)
+    best_cost, best_weights, waited = math.inf, None, 0
+    start = time.perf_counter()
+
+    # Divergence is detected from the cost and raised as Diverged; numpy's overflow warnings
+    # on the way there would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(1, hp.epochs + 1):
+            epoch_start = time.perf_counter()
+            learning_rate = hp.learning_rate / (1 + hp.lr_decay * (epoch - 1))
+            order = shuffle_rng.permutation(m) if batch < m else None  # reshuffled every epoch
+            cost_sum = 0.0
+            for begin in range(0, m, batch):
+                if order is None:
+                    X_b, Y_b = X, Y
+                else:
+                    idx = order[begin : begin + batch]
+                    X_b, Y_b = X[:, idx], Y[:, idx]
+                ZL, caches = forward(X_b, weights, arch, hp.keep_prob, dropout_rng)
+                cost = compute_cost(ZL, Y_b, arch, weights, hp.l2_lambda)
+                if not math.isfinite(cost):
+                    raise Diverged(epoch, cost)
+                grads = backward(ZL, Y_b, caches, weights, arch, hp.l2_lambda)
+                optimizer.step(weights, grads, learning_rate)
+                cost_sum += cost * X_b.shape[1]
+            seconds = time.perf_counter() - epoch_start
+
+            dev_cost = dev_error = None
+            if has_dev:
+                ZL_dev, _ = forward(X_dev, weights, arch)
+                dev_cost = compute_cost(ZL_dev, Y_dev, arch, weights, hp.l2_lambda)
+                dev_error = float(np.mean(labels_from_logits(ZL_dev, arch) != y_dev))
+                if not math.isfinite(dev_cost):
+                    raise Diverged(epoch, dev_cost)
+            log = EpochLog(epoch, cost_sum / m, dev_cost, dev_error, learning_rate, seconds)
+            result.history.append(log)
+            for callback in callbacks:
+                callback(log)
+
+            if not has_dev:
+                result.best_epoch = epoch
+                continue
+            if dev_cost < best_cost:
+                best_cost, result.best_epoch, waited = dev_cost, epoch, 0
+                if hp.patience:
+                    best_weights = {k: v.copy() for k, v in weights.items()}
+            elif hp.patience:
+                waited += 1
+                if waited >= hp.patience:
+                    result.stopped_early = True
+                    break
+
+    if hp.patience and best_weights is not None:
+        result.weights = best_weights  # early stopping restores the best weights seen on dev
+    result.seconds = time.perf_counter() - start
+    return result

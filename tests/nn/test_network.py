@@ -1,0 +1,139 @@
+"""The network's math: gradients, agreement with scikit-learn, dropout, L2, stability."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from pipeline.nn import Architecture, compute_cost, encode_labels, forward, gradient_check, initialize, predict
+from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
+from pipeline.nn.network import backward
+
+
+def small_problem(n_classes: int, activation: str, seed: int = 0, dtype: str = "float64"):
+    rng = np.random.default_rng(seed)
+    arch = Architecture.build(4, n_classes, (5, 3), activation, "xavier", dtype)
+    X = rng.standard_normal((4, 9))
+    y = rng.integers(0, n_classes, 9)
+    return arch, X, y, initialize(arch, rng)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_gradient_check_passes_for_every_activation_and_output(activation: str, n_classes: int) -> None:
+    arch, X, y, weights = small_problem(n_classes, activation)
+    assert arch.output == ("sigmoid" if n_classes == 2 else "softmax")
+    assert gradient_check(X, y, weights, arch, l2_lambda=0.7) < 1e-7
+
+
+def test_gradient_check_catches_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    arch, X, y, weights = small_problem(3, "tanh")
+    broken = dict(DERIVATIVES, tanh=lambda dA, Z, A: dA)  # forgets the 1 - A^2 factor
+    monkeypatch.setattr("pipeline.nn.network.DERIVATIVES", broken)
+    assert gradient_check(X, y, weights, arch) > 1e-3
+
+
+@pytest.mark.parametrize("activation,sk_activation", [("relu", "relu"), ("tanh", "tanh"), ("sigmoid", "logistic")])
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_cost_and_gradients_match_scikit_learn(activation: str, sk_activation: str, n_classes: int) -> None:
+    rng = np.random.default_rng(1)
+    m, l2 = 40, 0.3
+    X = rng.standard_normal((m, 6))
+    y = np.arange(m) % n_classes
+    arch = Architecture.build(6, n_classes, (7, 5), activation)
+    weights = initialize(arch, rng)
+
+    clf = MLPClassifier(hidden_layer_sizes=(7, 5), activation=sk_activation, alpha=l2, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    L = arch.n_layers
+    clf.coefs_ = [weights[f"W{l}"].T.copy() for l in range(1, L + 1)]
+    clf.intercepts_ = [weights[f"b{l}"].ravel().copy() for l in range(1, L + 1)]
+    Y_sk = encode_labels(y, arch).T  # sklearn's binarized targets: (m, 1) or one-hot (m, K)
+    activations = [X] + [None] * L
+    deltas = [None] * L
+    coef_grads = [np.empty_like(c) for c in clf.coefs_]
+    intercept_grads = [np.empty_like(b) for b in clf.intercepts_]
+    sk_loss, sk_dW, sk_db = clf._backprop(X, Y_sk, None, activations, deltas, coef_grads, intercept_grads)
+
+    Y = encode_labels(y, arch)
+    ZL, caches = forward(X.T, weights, arch)
+    cost = compute_cost(ZL, Y, arch, weights, l2)
+    grads = backward(ZL, Y, caches, weights, arch, l2)
+    assert cost == pytest.approx(sk_loss, abs=1e-10)
+    for l in range(1, L + 1):
+        np.testing.assert_allclose(grads[f"dW{l}"], sk_dW[l - 1].T, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(grads[f"db{l}"].ravel(), sk_db[l - 1], rtol=0, atol=1e-10)
+
+
+def test_dropout_preserves_the_expected_activation_and_is_off_at_prediction() -> None:
+    rng = np.random.default_rng(2)
+    arch = Architecture.build(3, 3, (50,), "relu")
+    weights = initialize(arch, rng)
+    X = rng.standard_normal((3, 4))
+    plain_Z, plain = forward(X, weights, arch)
+    keep_prob, draws = 0.7, 4000
+    mean_input = np.zeros_like(plain[1].A_prev)
+    for _ in range(draws):
+        _, caches = forward(X, weights, arch, keep_prob, rng)
+        mean_input += caches[1].A_prev  # the dropped, rescaled hidden activation fed to the output
+    mean_input /= draws
+    kept = plain[1].A_prev
+    # each unit's mean over masks estimates a / keep_prob * keep_prob = a; 6 standard errors of slack
+    stderr = kept * np.sqrt((1 - keep_prob) / keep_prob / draws)
+    assert np.all(np.abs(mean_input - kept) <= 6 * stderr + 1e-12)
+    dropped_fraction = np.mean(caches[0].mask == 0)
+    assert dropped_fraction == pytest.approx(1 - keep_prob, abs=0.1)
+    # prediction: no mask, no scaling, and the same answer every time
+    again_Z, again = forward(X, weights, arch)
+    np.testing.assert_array_equal(again_Z, plain_Z)
+    assert again[0].mask is None
+    np.testing.assert_array_equal(predict(X, weights, arch), predict(X, weights, arch))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_cost_is_finite_when_outputs_saturate(dtype: str, n_classes: int) -> None:
+    arch = Architecture.build(2, n_classes, (3,), dtype=dtype)
+    n_out = arch.layer_dims[-1]
+    ZL = np.full((n_out, 4), 1e4, dtype=dtype)
+    ZL[0] = -1e4  # confidently wrong where y = 0 is the truth, confidently right elsewhere
+    y = np.array([0, 0, 1, 1])
+    Y = encode_labels(y, arch)
+    weights = initialize(arch, np.random.default_rng(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # overflow or divide-by-zero warnings fail the test
+        cost = compute_cost(ZL, Y, arch, weights, l2_lambda=0.1)
+        probabilities = OUTPUTS[arch.output][0](ZL)
+    assert np.isfinite(cost) and cost > 1000  # large, as confidently wrong answers should be
+    assert np.all(np.isfinite(probabilities))
+
+
+def test_a_larger_lambda_gives_a_larger_cost_for_the_same_weights() -> None:
+    arch, X, y, weights = small_problem(3, "relu")
+    ZL, _ = forward(X, weights, arch)
+    Y = encode_labels(y, arch)
+    costs = [compute_cost(ZL, Y, arch, weights, lam) for lam in (0.0, 0.1, 1.0)]
+    assert costs[0] < costs[1] < costs[2]
+    squares = sum(float(np.sum(weights[k] ** 2)) for k in weights if k.startswith("W"))
+    assert costs[2] - costs[0] == pytest.approx(1.0 / (2 * X.shape[1]) * squares)
+
+
+def test_initializers_scale_by_fan_in() -> None:
+    rng = np.random.default_rng(0)
+    for init, expected in [("he", np.sqrt(2 / 400)), ("xavier", np.sqrt(1 / 400)), ("random", 0.01)]:
+        w = initialize(Architecture((400, 300, 1), init=init), rng)
+        assert w["W1"].std() == pytest.approx(expected, rel=0.05)
+        assert not w["b1"].any()
+    assert not initialize(Architecture((4, 3, 1), init="zeros"), rng)["W1"].any()
+
+
+def test_architecture_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="sigmoid"):
+        Architecture((4, 2))
+    with pytest.raises(ValueError, match="hidden_activation"):
+        Architecture((4, 3, 1), hidden_activation="swish")
+    assert Architecture.build(4, 2).layer_dims == (4, 1)

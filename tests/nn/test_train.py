@@ -1,0 +1,118 @@
+"""The training loop: determinism, optimizers, L2, early stopping, callbacks, divergence."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from pipeline.nn import Architecture, Diverged, EpochLog, TrainParams, error_rate, fit
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    X = (d.data / 16.0).T  # (64, 1797), examples as columns
+    return X[:, :1200], d.target[:1200], X[:, 1200:], d.target[1200:]
+
+
+HP = TrainParams(learning_rate=0.01, epochs=8, batch_size=64, optimizer="adam", keep_prob=0.9)
+
+
+def test_same_seed_gives_bit_identical_results_and_another_seed_does_not(digits) -> None:
+    X, y, Xd, yd = digits
+    arch = Architecture.build(64, 10, (16,))
+    a = fit(X, y, arch, HP, X_dev=Xd, y_dev=yd, seed=3)
+    b = fit(X, y, arch, HP, X_dev=Xd, y_dev=yd, seed=3)
+    c = fit(X, y, arch, HP, X_dev=Xd, y_dev=yd, seed=4)
+    for name in a.weights:
+        assert np.array_equal(a.weights[name], b.weights[name])
+    assert [h.train_cost for h in a.history] == [h.train_cost for h in b.history]
+    assert not np.array_equal(a.weights["W1"], c.weights["W1"])
+    assert a.history[-1].train_cost != c.history[-1].train_cost
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
+def test_every_optimizer_lowers_the_cost_and_keeps_the_dtype(digits, optimizer: str, dtype: str) -> None:
+    X, y, _, _ = digits
+    arch = Architecture.build(64, 10, (32,), dtype=dtype)
+    lr = {"gd": 0.5, "momentum": 0.5, "adam": 0.01}[optimizer]
+    hp = replace(HP, optimizer=optimizer, learning_rate=lr, keep_prob=1.0)
+    result = fit(X, y, arch, hp, seed=0)
+    assert result.history[-1].train_cost < 0.5 * result.history[0].train_cost
+    assert all(w.dtype == np.dtype(dtype) for w in result.weights.values())
+
+
+def test_full_batch_and_binary_output(digits) -> None:
+    X, y, Xd, yd = digits
+    arch = Architecture.build(64, 2, (8,))
+    hp = replace(HP, batch_size=0, epochs=150, optimizer="gd", learning_rate=0.5, keep_prob=1.0)
+    odd = y % 2
+    result = fit(X, odd, arch, hp, X_dev=Xd, y_dev=yd % 2, seed=0)
+    assert error_rate(Xd, yd % 2, result.weights, arch) < 0.2
+    assert result.history[-1].dev_error == pytest.approx(error_rate(Xd, yd % 2, result.weights, arch))
+
+
+def test_a_larger_lambda_gives_smaller_weights(digits) -> None:
+    X, y, _, _ = digits
+    arch = Architecture.build(64, 10, (32,))
+    norms = []
+    for lam in (0.0, 1.0, 10.0):
+        w = fit(X, y, arch, replace(HP, l2_lambda=lam, keep_prob=1.0, epochs=15), seed=0).weights
+        norms.append(sum(float(np.sum(w[k] ** 2)) for k in w if k.startswith("W")))
+    assert norms[0] > norms[1] > norms[2]
+
+
+def test_callbacks_see_every_epoch_and_can_stop_training(digits) -> None:
+    X, y, Xd, yd = digits
+    arch = Architecture.build(64, 10, (16,))
+    seen: list[EpochLog] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(log: EpochLog) -> None:
+        seen.append(log)
+        if log.epoch == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(X, y, arch, HP, X_dev=Xd, y_dev=yd, callbacks=[stop_at_three])
+    assert [log.epoch for log in seen] == [1, 2, 3]
+    assert all(log.dev_cost is not None and 0 <= log.dev_error <= 1 for log in seen)
+
+
+def test_early_stopping_restores_the_best_dev_weights(digits) -> None:
+    X, y, Xd, yd = digits
+    arch = Architecture.build(64, 10, (64,))
+    # a large learning rate with no regularization overfits quickly, so dev cost turns up
+    hp = replace(HP, learning_rate=0.03, epochs=60, patience=3, keep_prob=1.0)
+    result = fit(X[:, :300], y[:300], arch, hp, X_dev=Xd, y_dev=yd, seed=0)
+    assert result.stopped_early
+    assert len(result.history) == result.best_epoch + hp.patience
+    best = result.history[result.best_epoch - 1]
+    assert best.dev_cost == min(h.dev_cost for h in result.history)
+    assert error_rate(Xd, yd, result.weights, arch) == pytest.approx(best.dev_error)
+
+
+def test_divergence_raises_with_the_epoch_and_a_remedy(digits) -> None:
+    X, y, _, _ = digits
+    arch = Architecture.build(64, 10, (32,), dtype="float32")  # float32 overflows to inf, then nan
+    hp = replace(HP, optimizer="gd", learning_rate=1e12, keep_prob=1.0)
+    with pytest.raises(Diverged, match="lower the learning rate") as info:
+        fit(X, y, arch, hp, seed=0)
+    assert info.value.epoch >= 1 and not np.isfinite(info.value.cost)
+
+
+def test_learning_rate_decay_follows_the_schedule(digits) -> None:
+    X, y, _, _ = digits
+    result = fit(X, y, Architecture.build(64, 10, (8,)), replace(HP, lr_decay=1.0, epochs=3), seed=0)
+    assert [h.learning_rate for h in result.history] == pytest.approx([0.01, 0.005, 0.01 / 3])
+
+
+def test_train_params_validate_their_values() -> None:
+    with pytest.raises(ValueError, match="keep_prob"):
+        TrainParams(keep_prob=0.0)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainParams(optimizer="sgd")
