@@ -1,0 +1,62 @@
+"""Models round-trip without pickle; foreign or damaged files are clear errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.nn import Architecture, ModelFileError, initialize, load_model, predict, save_model
+
+
+@pytest.fixture
+def saved(tmp_path: Path):
+    arch = Architecture.build(5, 3, (4,), "tanh", dtype="float32")
+    weights = initialize(arch, np.random.default_rng(0))
+    save_model(tmp_path / "model", weights, arch, {"classes": ["a", "b", "c"]})
+    return tmp_path / "model", weights, arch
+
+
+def test_round_trip_keeps_weights_architecture_and_metadata(saved) -> None:
+    path, weights, arch = saved
+    loaded, arch2, extra = load_model(path)
+    assert arch2 == arch and extra == {"classes": ["a", "b", "c"]}
+    for name in weights:
+        assert np.array_equal(loaded[name], weights[name]) and loaded[name].dtype == np.float32
+    X = np.random.default_rng(1).standard_normal((5, 10))
+    np.testing.assert_array_equal(predict(X, loaded, arch2), predict(X, weights, arch))
+
+
+def test_a_truncated_weights_file_is_a_clear_error(saved) -> None:
+    path = saved[0]
+    npz = path.with_suffix(".npz")
+    npz.write_bytes(npz.read_bytes()[:100])
+    with pytest.raises(ModelFileError, match="truncated"):
+        load_model(path)
+
+
+def test_a_json_file_we_did_not_write_is_rejected(saved) -> None:
+    path = saved[0]
+    path.with_suffix(".json").write_text(json.dumps({"layers": [1, 2]}))
+    with pytest.raises(ModelFileError, match="not written by this project"):
+        load_model(path)
+
+
+def test_a_pickled_array_is_refused(saved, tmp_path: Path) -> None:
+    path = saved[0]
+    np.savez(path.with_suffix(".npz"), W1=np.array([object()], dtype=object))
+    with pytest.raises(ModelFileError):
+        load_model(path)
+
+
+def test_mismatched_shapes_are_rejected(saved) -> None:
+    path, weights, _ = saved
+    weights = dict(weights, W1=np.zeros((7, 5), dtype=np.float32))
+    np.savez(path.with_suffix(".npz"), **weights)
+    with pytest.raises(ModelFileError, match="W1"):
+        load_model(path)
+
+
+def test_missing_files_say_to_train_first(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="run the train stage"):
+        load_model(tmp_path / "absent")

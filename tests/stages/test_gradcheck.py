@@ -1,0 +1,36 @@
+"""`python -m pipeline gradcheck` prints the relative difference and fails above the threshold."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def gradcheck(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "gradcheck", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_configured_architecture_passes() -> None:
+    done = gradcheck()
+    assert done.returncode == 0, done.stderr
+    difference = float(done.stdout.split("relative difference ")[1].split()[0])
+    assert difference < 1e-7
+
+
+def test_an_impossible_threshold_fails_with_exit_code_one() -> None:
+    done = gradcheck("--layers", "4,3", "--activation", "tanh", "--l2", "0.5", "--threshold", "1e-30")
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout and "(6, 4, 3, 3)" in done.stdout
+
+
+def test_bad_options_are_one_line_errors_with_exit_code_two(tmp_path: Path) -> None:
+    done = gradcheck("--layers", "4,x")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "--layers" in done.stderr
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: {lr: 0.1}\n")
+    done = gradcheck("--params", str(bad))
+    assert done.returncode == 2 and "unknown key 'train.lr'" in done.stderr

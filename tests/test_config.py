@@ -1,0 +1,78 @@
+"""params.yaml is read once, into frozen typed sections; bad files fail on load, by key."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, Params, load_params, params_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_committed_params_file_loads_into_frozen_sections() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.data.source == "digits"
+    assert (params.split.train, params.split.dev, params.split.test) == (0.98, 0.01, 0.01)
+    assert isinstance(params.model.hidden_layers, tuple)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.train.learning_rate = 1.0  # type: ignore[misc]
+
+
+def test_every_key_of_the_committed_file_is_read() -> None:
+    """The file and the dataclasses describe the same keys: no key is silently ignored."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = load_params(REPO / "params.yaml")
+
+    def walk(mapping: dict, obj: object, prefix: str) -> None:
+        for key, value in mapping.items():
+            assert hasattr(obj, key), f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, getattr(obj, key), f"{prefix}{key}.")
+
+    walk(raw, params, "")
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"train": {"lr": 0.1}}, "unknown key 'train.lr'"),
+        ({"bogus": 1}, "unknown key 'bogus'"),
+        ({"train": {"learning_rate": "1e-3"}}, "train.learning_rate must be a number.*1.0e-3"),
+        ({"train": {"epochs": 2.5}}, "train.epochs must be an integer"),
+        ({"train": {"epochs": True}}, "train.epochs must be an integer"),
+        ({"train": {"use_study_best": "yes"}}, "must be true or false"),
+        ({"model": {"hidden_layers": [8, "x"]}}, r"model.hidden_layers\[1\] must be an integer"),
+        ({"model": {"hidden_activation": "swish"}}, "must be one of relu"),
+        ({"split": {"train": 0.9, "dev": 0.05, "test": 0.1}}, "must be 1"),
+        ({"split": {"train": 1.0, "dev": 0.0, "test": 0.0}}, "strictly between"),
+        ({"train": {"keep_prob": 0}}, "keep_prob"),
+        ({"train": {"optimizer": "sgd"}}, "optimizer"),
+        ({"tune": {"space": {"learning_rate": {"low": 0.1, "high": 0.01}}}}, "low < high"),
+        ({"data": {"source": "folder"}}, "data.path is required"),
+        ({"train": {"learning_rate": float("nan")}}, "finite"),
+        ({"train": []}, "train must be a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        params_from_dict(raw, "params.yaml")
+    assert str(info.value).startswith("params.yaml: ")
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_broken_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("train: {learning_rate: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(broken)
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    empty = tmp_path / "params.yaml"
+    empty.write_text("")
+    assert load_params(empty) == Params()
