@@ -1,0 +1,1 @@
+"""Data stages' library: sources, normalization, splitting, atomic file I/O and the on-disk layout."""

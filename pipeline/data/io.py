@@ -1,0 +1,154 @@
+"""Atomic file writes and safe array reads shared by every stage.
+
+A stage that fails or is killed must leave the previous outputs intact, so nothing is written in
+place: each file goes to a temporary sibling, is flushed to disk, then renamed over the target
+(``os.replace`` is atomic on one file system). ``atomic_dir`` does the same for a folder of outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import DataError
+
+__all__ = [
+    "atomic_dir",
+    "atomic_save_npy",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "load_npy",
+    "read_json",
+]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:  # also on KeyboardInterrupt: never leave the temporary file behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON; NaN and inf are refused because JSON has no such numbers."""
+    text = json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n"
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
+    """Save one array as ``.npy`` (never pickled), atomically."""
+    path = Path(path)
+    array = np.asarray(array)
+    if array.dtype.hasobject:
+        raise DataError(f"{path}: refusing to save an object array (it would need pickle)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:  # stream to the file: large arrays are not copied into memory
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success it replaces ``path`` as a whole, on error it is removed.
+
+    Readers see either the complete old folder or the complete new one; the swap is two renames.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.with_name(f".{path.name}.old")
+    if old.exists() and not path.exists():  # a run was killed between the two renames below
+        os.replace(old, path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_npy(path: str | Path, mmap: bool = True) -> np.ndarray:
+    """Read an ``.npy`` array without pickle, memory-mapped by default (mini-batches read slices)."""
+    path = Path(path)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; run the stage that writes it first (dvc repro)") from None
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({_first_line(e)})") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file written by a stage; a missing or broken file is a DataError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; run the stage that writes it first (dvc repro)") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({_first_line(e)})") from None
+
+
+def _finite(obj: Any) -> Any:
+    """Convert NumPy scalars/arrays to plain Python and check every float is finite."""
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"refusing to write non-finite number {obj} to JSON")
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    return obj
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read the umask is to set it; restore it at once
+    os.umask(mask)
+    return mask
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -1,0 +1,299 @@
+"""Data sources: each turns ``data.*`` params into raw images, integer labels and class names.
+
+Sources: ``digits`` (scikit-learn's bundled 8x8 digits, offline), ``hdf5`` (the course's
+``train_catvnoncat.h5`` layout), ``folder`` (one subfolder of PNG/JPEG files per class), ``npz``
+(arrays ``X`` and ``y``) and ``synthetic`` (seeded, any size). Files must lie inside ``data/raw/``
+(the folder the prepare stage declares as its DVC dependency); symlinks are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import DataParams
+from pipeline.errors import DataError
+
+__all__ = ["DATA_DIR", "IMAGE_SUFFIXES", "Dataset", "load_dataset", "resolve_data_path"]
+
+DATA_DIR = Path("data/raw")  # relative to the repository root
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Raw examples as loaded: ``images`` is (m, h, w, c) (or (m, n) for plain feature arrays)."""
+
+    images: np.ndarray
+    labels: np.ndarray  # (m,) int64 in 0..len(classes)-1
+    classes: tuple[str, ...]
+    pixel_range: float  # what "scale" divides by: 16 for digits, 255 for 8-bit images
+    source: str
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.images.shape[1:])
+
+
+def load_dataset(data: DataParams, seed: int, root: str | Path = ".") -> Dataset:
+    """Load the configured source, check it, and map labels to one-vs-rest if data.positive_class is set."""
+    root = Path(root)
+    if data.source == "digits":
+        ds = _load_digits()
+    elif data.source == "synthetic":
+        s = data.synthetic
+        ds = _make_synthetic(s.m, (s.height, s.width, s.channels), s.n_classes, seed)
+    elif data.source == "hdf5":
+        test = resolve_data_path(data.test_path, root, "data.test_path") if data.test_path else None
+        ds = _load_hdf5(resolve_data_path(data.path, root, "data.path"), test)
+    elif data.source == "folder":
+        ds = _load_folder(resolve_data_path(data.path, root, "data.path"), data.image_size)
+    elif data.source == "npz":
+        ds = _load_npz(resolve_data_path(data.path, root, "data.path"))
+    else:  # config.py restricts the choices; this is a bug guard
+        raise DataError(f"data.source '{data.source}' is not supported")
+    _check_values(ds)
+    if data.positive_class is not None:
+        ds = _one_vs_rest(ds, data.positive_class)
+    present = np.unique(ds.labels)
+    if present.size < 2:
+        only = ds.classes[int(present[0])] if present.size else "none"
+        raise DataError(f"{ds.source}: only one class ({only}) in the data; a classifier needs at least two")
+    return ds
+
+
+def resolve_data_path(value: str | None, root: Path, key: str) -> Path:
+    """Return ``root / value`` checked: it exists and lies in data/raw/ with no symlink on the way."""
+    if not value:
+        raise DataError(f"{key} is empty; set it to a file or folder under {DATA_DIR}/")
+    base = Path(os.path.normpath((root / DATA_DIR).absolute()))
+    path = Path(os.path.normpath((root / value).absolute()))  # an absolute value replaces root here
+    if not path.is_relative_to(base):
+        raise DataError(f"{key} '{value}' is outside the data folder {DATA_DIR}/; move the data there")
+    probe = base
+    for part in path.relative_to(base).parts:
+        probe = probe / part
+        if probe.is_symlink():
+            raise DataError(f"{key} '{value}': {probe.name} is a symlink; copy the real data into {DATA_DIR}/")
+    if not path.exists():
+        raise DataError(f"{key} '{value}' not found; put the data under {DATA_DIR}/ or fix the path")
+    if not path.resolve().is_relative_to(base.resolve()):  # e.g. a hard-to-see link higher up
+        raise DataError(f"{key} '{value}' resolves outside the data folder {DATA_DIR}/")
+    return root / path.relative_to(os.path.normpath(root.absolute()))  # relative stays relative, for messages
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits  # imported here: sklearn takes a second to import
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.uint8)[..., None]  # (1797, 8, 8, 1), values 0..16
+    classes = tuple(str(int(c)) for c in bunch.target_names)
+    return Dataset(images, bunch.target.astype(np.int64), classes, 16.0, "digits")
+
+
+def _make_synthetic(m: int, shape: tuple[int, int, int], n_classes: int, seed: int) -> Dataset:
+    """Noisy copies of one random prototype image per class: learnable, any size, fully seeded."""
+    if m < 2 * n_classes:
+        raise DataError(f"data.synthetic.m={m} is too small for {n_classes} classes; use at least {2 * n_classes}")
+    rng = np.random.default_rng([seed, 0x5EED])  # its own stream, so the split's draws stay independent
+    prototypes = rng.uniform(0, 255, size=(n_classes, *shape))
+    labels = rng.permutation(np.arange(m) % n_classes).astype(np.int64)  # every class present, balanced
+    images = np.empty((m, *shape), dtype=np.uint8)
+    chunk = max(1, 2**22 // max(1, int(np.prod(shape))))  # bound the float temporaries to ~32 MB
+    for i in range(0, m, chunk):
+        y = labels[i : i + chunk]
+        noisy = prototypes[y] + rng.normal(0.0, 60.0, size=(len(y), *shape))
+        images[i : i + chunk] = np.clip(noisy, 0, 255)
+    classes = tuple(f"class_{k}" for k in range(n_classes))
+    return Dataset(images, labels, classes, 255.0, "synthetic")
+
+
+def _load_hdf5(path: Path, test_path: Path | None) -> Dataset:
+    """Read the course's layout: ``train_set_x`` (m, h, w, c) uint8, ``train_set_y``, ``list_classes``."""
+    images, labels, classes = _read_h5(path, "train")
+    if test_path is not None:
+        x2, y2, classes2 = _read_h5(test_path, "test")
+        if x2.shape[1:] != images.shape[1:]:
+            raise DataError(f"{test_path}: images are {x2.shape[1:]}, but {path.name} has {images.shape[1:]}")
+        if classes2 != classes:
+            raise DataError(f"{test_path}: list_classes {classes2} differ from {path.name}'s {classes}")
+        images, labels = np.concatenate([images, x2]), np.concatenate([labels, y2])
+    return Dataset(images, labels, classes, _pixel_range(images), "hdf5")
+
+
+def _read_h5(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            keys = sorted(f.keys())
+            # the course names datasets train_set_* and test_set_*; accept either in either file
+            found = next((p for p in (prefix, "test" if prefix == "train" else "train") if f"{p}_set_x" in f), None)
+            if found is None or f"{found}_set_y" not in f:
+                raise DataError(f"{path}: expected datasets {prefix}_set_x and {prefix}_set_y, found {keys}")
+            images = np.asarray(f[f"{found}_set_x"][()])
+            raw_y = np.asarray(f[f"{found}_set_y"][()]).ravel()  # the course stores (m,) or (1, m)
+            names = [_text(c) for c in np.asarray(f["list_classes"][()]).ravel()] if "list_classes" in f else None
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: not a readable HDF5 file ({_first_line(e)})") from None
+    if images.ndim < 2 or len(images) != len(raw_y):
+        raise DataError(f"{path}: {found}_set_x has {images.shape}, {found}_set_y has {len(raw_y)} labels")
+    if not np.issubdtype(raw_y.dtype, np.integer):
+        raise DataError(f"{path}: {found}_set_y must hold integer labels, got {raw_y.dtype}")
+    if names is None:
+        labels, classes = _encode(raw_y)
+        return images, labels, classes
+    if raw_y.size and (raw_y.min() < 0 or raw_y.max() >= len(names)):
+        raise DataError(f"{path}: labels must lie in 0..{len(names) - 1} to index list_classes {names}")
+    return images, raw_y.astype(np.int64), tuple(names)
+
+
+def _load_folder(folder: Path, image_size: tuple[int, int] | None) -> Dataset:
+    """One subfolder per class; every image resized to image_size, or all required to share one size."""
+    if not folder.is_dir():
+        raise DataError(f"data.path '{folder}' is not a folder; the folder source needs one subfolder per class")
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    for p in entries:
+        if p.is_symlink():
+            raise DataError(f"{p}: symlinks are refused in the data folder; copy the real files in")
+        if not p.is_dir():
+            raise DataError(f"{p}: expected only class subfolders in {folder}, found a file")
+    if not entries:
+        raise DataError(f"{folder}: no class subfolders; put the images in {folder}/<class>/*.png")
+    arrays: list[np.ndarray] = []
+    labels: list[int] = []
+    first: tuple[Path, tuple[int, int]] | None = None
+    for k, class_dir in enumerate(entries):
+        files = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{class_dir}: class folder is empty; add images or remove it")
+        for f in files:
+            if f.is_symlink() or not f.resolve().is_relative_to(folder.resolve()):
+                raise DataError(f"{f}: symlinks and paths outside {folder} are refused")
+            if f.is_dir() or f.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{f}: not a PNG or JPEG file; only {', '.join(IMAGE_SUFFIXES)} are read")
+            a = _read_image(f, image_size)
+            if first is None:
+                first = (f, a.shape[:2])
+            elif a.shape[:2] != first[1]:
+                raise DataError(
+                    f"{f}: image is {a.shape[0]}x{a.shape[1]} but {first[0].relative_to(folder)} is"
+                    f" {first[1][0]}x{first[1][1]};"
+                    " set data.image_size to resize"
+                )
+            arrays.append(a[..., None] if a.ndim == 2 else a)
+            labels.append(k)
+    if len({a.shape[2] for a in arrays}) > 1:  # mixed grayscale and colour: colour wins
+        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
+    classes = tuple(p.name for p in entries)
+    return Dataset(np.stack(arrays), np.asarray(labels, dtype=np.int64), classes, 255.0, "folder")
+
+
+def _read_image(f: Path, image_size: tuple[int, int] | None) -> np.ndarray:
+    """Decode one image to uint8 (h, w) or (h, w, 3); corrupt, truncated or huge files raise DataError."""
+    from PIL import Image
+
+    bad = (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse images that could exhaust memory
+            with Image.open(f) as im:
+                im.load()  # decode now, so truncated or corrupt files fail here
+                im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
+                if image_size is not None:
+                    im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+                return np.asarray(im, dtype=np.uint8)
+    except bad as e:
+        raise DataError(f"{f}: not a readable image ({_first_line(e)}); replace or remove it") from None
+
+
+def _load_npz(path: Path) -> Dataset:
+    """Arrays ``X`` (m, ...) and ``y`` (m,); optional ``classes`` (names) and ``pixel_range``."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("X", "y") if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: missing array {missing[0]!r}; an .npz source needs X and y (found {f.files})")
+            images, raw_y = f["X"], f["y"].ravel()
+            names = tuple(str(c) for c in f["classes"].ravel()) if "classes" in f.files else None
+            pixel_range = float(f["pixel_range"]) if "pixel_range" in f.files else None
+    except DataError:
+        raise
+    except (OSError, ValueError, TypeError, EOFError) as e:  # includes pickled (object) arrays
+        raise DataError(f"{path}: not a readable .npz without pickle ({_first_line(e)})") from None
+    if images.ndim < 2 or len(images) != len(raw_y):
+        raise DataError(f"{path}: X has shape {images.shape} but y has {len(raw_y)} labels")
+    if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
+        raise DataError(f"{path}: X must be numeric, got dtype {images.dtype}")
+    if names is not None and np.issubdtype(raw_y.dtype, np.integer):
+        if raw_y.size and (raw_y.min() < 0 or raw_y.max() >= len(names)):
+            raise DataError(f"{path}: y must lie in 0..{len(names) - 1} to index classes")
+        labels, classes = raw_y.astype(np.int64), names
+    else:
+        labels, classes = _encode(raw_y)
+    if pixel_range is not None and not (np.isfinite(pixel_range) and pixel_range > 0):
+        raise DataError(f"{path}: pixel_range must be a positive number, got {pixel_range}")
+    return Dataset(images, labels, classes, pixel_range or _pixel_range(images), "npz")
+
+
+# --- checks and label mapping --------------------------------------------------------------------
+
+
+def _check_values(ds: Dataset) -> None:
+    if len(ds.images) == 0:
+        raise DataError(f"{ds.source}: the data has 0 examples")
+    if np.issubdtype(ds.images.dtype, np.inexact):
+        bad = ~np.isfinite(ds.images.reshape(len(ds.images), -1)).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise DataError(f"{ds.source}: {rows.size} examples hold NaN or inf (first: row {rows[0]}); clean the data")
+
+
+def _one_vs_rest(ds: Dataset, positive: int | str) -> Dataset:
+    """Relabel to binary: 1 = data.positive_class (matched by class name first, then by index)."""
+    names = list(ds.classes)
+    if str(positive) in names:
+        k = names.index(str(positive))
+    elif isinstance(positive, int) and 0 <= positive < len(names):
+        k = positive
+    else:
+        raise DataError(f"data.positive_class {positive!r} is not one of the classes {names}")
+    labels = (ds.labels == k).astype(np.int64)
+    return Dataset(ds.images, labels, (f"not {names[k]}", names[k]), ds.pixel_range, ds.source)
+
+
+def _encode(raw: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Map arbitrary label values to 0..k-1 in sorted order; the values become the class names."""
+    values, labels = np.unique(raw, return_inverse=True)
+    return labels.astype(np.int64).ravel(), tuple(_text(v) for v in values)
+
+
+def _pixel_range(images: np.ndarray) -> float:
+    """The source's pixel range: 255 for 8-bit data, 1 for floats already in [0, 1], else the maximum."""
+    if images.dtype == np.uint8:
+        return 255.0
+    high = float(np.abs(images).max()) if images.size else 1.0
+    if not np.isfinite(high):
+        return 1.0  # NaN/inf are reported by _check_values with a clearer message
+    return 1.0 if high <= 1.0 else 255.0 if high <= 255.0 else high
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes | np.bytes_):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -1,0 +1,58 @@
+"""Where the data stages keep their files (paths relative to the repository root), and readers for them.
+
+Arrays are rows on disk: ``X`` is (m, n_x) float32 C-ordered ``.npy``, so ``X.T`` is the
+(n_x, m) view ``pipeline.nn`` takes and a mini-batch of columns is one contiguous slice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.data.io import load_npy, read_json
+from pipeline.data.normalize import Normalizer
+from pipeline.errors import DataError
+
+__all__ = [
+    "MODEL_STEM",
+    "PREPARED_DIR",
+    "SPLIT_DIR",
+    "SPLIT_REPORT",
+    "load_normalizer",
+    "load_prepared",
+    "load_split",
+]
+
+PREPARED_DIR = Path("data/prepared")  # X.npy, y.npy, meta.json
+SPLIT_DIR = Path("data/split")  # X_<split>.npy, y_<split>.npy, normalizer.json
+SPLIT_REPORT = Path("reports/split.json")
+MODEL_STEM = Path("models/final")  # final.npz + final.json
+
+
+def load_prepared(root: str | Path = ".") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Return the prepare stage's raw rows X (m, n_x) (memory-mapped), labels y (m,) and meta.json."""
+    d = Path(root) / PREPARED_DIR
+    X, y, meta = load_npy(d / "X.npy"), load_npy(d / "y.npy", mmap=False), read_json(d / "meta.json")
+    _check_pair(X, y, d / "X.npy")
+    return X, y, meta
+
+
+def load_split(name: str, root: str | Path = ".", mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Return one normalized split as rows X (m, n_x) float32 and labels y (m,) int64."""
+    d = Path(root) / SPLIT_DIR
+    X, y = load_npy(d / f"X_{name}.npy", mmap=mmap), load_npy(d / f"y_{name}.npy", mmap=False)
+    _check_pair(X, y, d / f"X_{name}.npy")
+    return X, y
+
+
+def load_normalizer(root: str | Path = ".") -> tuple[Normalizer, dict[str, Any]]:
+    """Return the fitted normalizer and the whole normalizer.json (classes, image shape, ...)."""
+    doc = read_json(Path(root) / SPLIT_DIR / "normalizer.json")
+    return Normalizer.from_dict(doc), doc
+
+
+def _check_pair(X: np.ndarray, y: np.ndarray, where: Path) -> None:
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+        raise DataError(f"{where}: X {X.shape} and y {y.shape} do not match; rerun the stage that wrote them")

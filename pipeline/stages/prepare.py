@@ -1,0 +1,61 @@
+"""Stage ``prepare``: load the configured source, flatten (m, h, w, c) images to rows, write raw float32.
+
+Writes ``data/prepared/{X.npy, y.npy, meta.json}`` as one unit (a failed run leaves the old folder).
+Normalization happens in the split stage, which may only look at training rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Params, load_params
+from pipeline.data.io import atomic_dir, atomic_save_npy, atomic_write_json
+from pipeline.data.sources import load_dataset
+from pipeline.data.store import PREPARED_DIR
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """No options beyond --params: everything comes from the data section."""
+
+
+def run(args: argparse.Namespace) -> int:
+    meta = prepare(load_params(args.params))
+    print(
+        f"prepare: {meta['n_examples']} examples x {meta['n_features']} features, "
+        f"{len(meta['classes'])} classes ({meta['source']}) -> {PREPARED_DIR}"
+    )
+    return 0
+
+
+def prepare(params: Params, root: str | Path = ".") -> dict[str, Any]:
+    """Load, flatten and write the prepared arrays; return meta.json's content."""
+    root = Path(root)
+    ds = load_dataset(params.data, params.seed, root)
+    m = len(ds.images)
+    n_x = int(np.prod(ds.image_shape))
+    meta = {
+        "source": ds.source,
+        "path": params.data.path,
+        "test_path": params.data.test_path,
+        "image_shape": list(ds.image_shape),
+        "classes": list(ds.classes),
+        "positive_class": params.data.positive_class,
+        "pixel_range": ds.pixel_range,
+        "n_examples": m,
+        "n_features": n_x,
+    }
+    with atomic_dir(root / PREPARED_DIR) as tmp:
+        # write X in chunks straight into the .npy so a large source never needs a float64 copy
+        X = np.lib.format.open_memmap(tmp / "X.npy", mode="w+", dtype=np.float32, shape=(m, n_x))
+        chunk = max(1, 2**24 // max(1, n_x))
+        for i in range(0, m, chunk):
+            X[i : i + chunk] = ds.images[i : i + chunk].reshape(-1, n_x)
+        X.flush()
+        del X
+        atomic_save_npy(tmp / "y.npy", ds.labels.astype(np.int64))
+        atomic_write_json(tmp / "meta.json", meta)
+    return meta

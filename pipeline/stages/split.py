@@ -1,0 +1,70 @@
+"""Stage ``split``: seeded stratified train/dev/test (+ train_dev) split, normalized with train statistics.
+
+Reads ``data/prepared/``; writes ``data/split/`` (X_<split>.npy, y_<split>.npy, normalizer.json) as
+one unit and ``reports/split.json`` (sizes, class counts per split, duplicates across splits).
+The normalizer is fitted on the training rows only and applied unchanged to every other split.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Params, load_params
+from pipeline.data.io import atomic_dir, atomic_save_npy, atomic_write_json
+from pipeline.data.normalize import Normalizer, chunk_rows
+from pipeline.data.split import SPLITS, find_duplicates, stratified_split
+from pipeline.data.store import SPLIT_DIR, SPLIT_REPORT, load_prepared
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """No options beyond --params: fractions come from split, the mode from prepare.normalize."""
+
+
+def run(args: argparse.Namespace) -> int:
+    report = split(load_params(args.params))
+    sizes = ", ".join(f"{k} {v}" for k, v in report["sizes"].items())
+    print(f"split: {sizes}; {report['duplicates']['count']} duplicate images across splits -> {SPLIT_DIR}")
+    return 0
+
+
+def split(params: Params, root: str | Path = ".") -> dict[str, Any]:
+    """Split, normalize and write every split; return the report written to reports/split.json."""
+    root = Path(root)
+    X, y, meta = load_prepared(root)
+    classes = list(meta["classes"])
+    rows = stratified_split(y, params.split, params.seed)
+    normalizer = Normalizer.fit(X, params.prepare.normalize, float(meta["pixel_range"]), rows=rows["train"])
+    report = {
+        "seed": params.seed,
+        "fractions": {"train": params.split.train, "dev": params.split.dev, "test": params.split.test},
+        "train_dev_fraction": params.split.train_dev,
+        "normalize": params.prepare.normalize,
+        "sizes": {name: len(rows[name]) for name in SPLITS},
+        "class_counts": {
+            name: {c: int(n) for c, n in zip(classes, np.bincount(y[rows[name]], minlength=len(classes)), strict=True)}
+            for name in SPLITS
+        },
+        "duplicates": find_duplicates(X, rows),
+    }
+    with atomic_dir(root / SPLIT_DIR) as tmp:
+        for name in SPLITS:
+            _write_rows(tmp / f"X_{name}.npy", X, rows[name], normalizer)
+            atomic_save_npy(tmp / f"y_{name}.npy", y[rows[name]].astype(np.int64))
+        doc = {**normalizer.to_dict(), "classes": classes, "image_shape": meta["image_shape"], "source": meta["source"]}
+        atomic_write_json(tmp / "normalizer.json", doc)
+    atomic_write_json(root / SPLIT_REPORT, report)
+    return report
+
+
+def _write_rows(path: Path, X: np.ndarray, rows: np.ndarray, normalizer: Normalizer) -> None:
+    """Normalize the chosen rows chunk by chunk straight into a new .npy (bounded memory)."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(rows), X.shape[1]))
+    chunk = chunk_rows(X.shape[1])
+    for i in range(0, len(rows), chunk):
+        out[i : i + chunk] = normalizer.transform(X[rows[i : i + chunk]])
+    out.flush()
+    del out

@@ -1,0 +1,99 @@
+"""Stage ``train``: fit the final network on the training split, early-stopping and logging on dev.
+
+Settings come from params.yaml's model and train sections, replaced by the study's best trial
+(``reports/study/best_params.json``) when ``train.use_study_best`` is true and that file exists.
+Writes ``models/final.{npz,json}`` (no pickle; the JSON carries the normalizer and class names so
+raw pixel rows can be predicted later), ``reports/train_history.json`` (DVC plots, one row per
+epoch) and ``reports/train.json`` (metrics). Never reads the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pipeline import nn
+from pipeline.config import Params, load_params
+from pipeline.data.io import atomic_write_json, read_json
+from pipeline.data.store import MODEL_STEM, load_normalizer, load_split
+from pipeline.errors import DataError, NumericalError
+from pipeline.study.space import apply_params
+
+BEST_PARAMS = Path("reports/study/best_params.json")
+HISTORY = Path("reports/train_history.json")
+METRICS = Path("reports/train.json")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """No options beyond --params."""
+
+
+def run(args: argparse.Namespace) -> int:
+    m = train(load_params(args.params))
+    print(
+        f"train: train_error={m['train_error']:.4f} dev_error={m['dev_error']:.4f} after {m['epochs']} epochs "
+        f"({m['seconds']:.1f} s, settings from {m['settings_from']}) -> {MODEL_STEM}.npz"
+    )
+    return 0
+
+
+def resolve_settings(params: Params, root: str | Path = ".") -> tuple[Params, str]:
+    """Apply the study's best parameters if asked to and available; say where the settings came from."""
+    path = Path(root) / BEST_PARAMS
+    if not (params.train.use_study_best and path.exists()):
+        return params, "params.yaml"
+    best = read_json(path)
+    if not isinstance(best, dict) or not isinstance(best.get("params"), dict):
+        raise DataError(f"{path}: expected an object with a 'params' mapping; rerun the tune stage")
+    return apply_params(params, best["params"]), f"study trial {best.get('trial_number')}"
+
+
+def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
+    """Train, save the model and the reports; return the metrics written to reports/train.json."""
+    root = Path(root)
+    params, settings_from = resolve_settings(params, root)
+    X, y = load_split("train", root)
+    X_dev, y_dev = load_split("dev", root)
+    normalizer, norm_doc = load_normalizer(root)
+    classes = list(norm_doc["classes"])
+    model = params.model
+    try:
+        arch = nn.Architecture.build(
+            X.shape[1], len(classes), model.hidden_layers, model.hidden_activation, model.init, model.dtype
+        )
+        hp = nn.TrainParams(**asdict(params.train))
+    except ValueError as e:
+        raise DataError(f"train: cannot build the network ({e})") from None
+    try:
+        # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
+        result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=params.seed)
+    except nn.Diverged as e:
+        raise NumericalError(f"train: {e}") from None
+
+    metrics = {
+        "train_error": nn.error_rate(X.T, y, result.weights, arch),
+        "dev_error": nn.error_rate(X_dev.T, y_dev, result.weights, arch),
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "seconds": round(result.seconds, 3),
+        "settings_from": settings_from,
+    }
+    extra = {
+        "classes": classes,
+        "normalizer": normalizer.to_dict(),
+        "image_shape": norm_doc.get("image_shape"),
+        "source": norm_doc.get("source"),
+        "seed": params.seed,
+        "model": asdict(params.model),
+        "train": asdict(params.train),
+        "settings_from": settings_from,
+    }
+    keys = ("epoch", "train_cost", "dev_cost", "dev_error", "learning_rate")
+    history = [{k: getattr(h, k) for k in keys} for h in result.history]
+    nn.save_model(root / MODEL_STEM, result.weights, arch, extra)
+    atomic_write_json(root / HISTORY, history)
+    atomic_write_json(root / METRICS, metrics)
+    return metrics

@@ -1,0 +1,240 @@
+"""Each data source loads what it should and refuses bad input with a DataError naming the problem."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.config import params_from_dict
+from pipeline.data.sources import load_dataset
+from pipeline.errors import DataError
+from tests.data.helpers import blobs, save_npz
+
+
+def data_params(**data: object):
+    return params_from_dict({"data": data}).data
+
+
+def load(root: Path, seed: int = 0, **data: object):
+    return load_dataset(data_params(**data), seed, root)
+
+
+# --- digits and synthetic ------------------------------------------------------------------------
+
+
+def test_digits_is_ten_classes_of_8x8_with_range_16(repo: Path) -> None:
+    ds = load(repo)
+    assert ds.images.shape == (1797, 8, 8, 1)
+    assert ds.classes == tuple(str(k) for k in range(10))
+    assert ds.pixel_range == 16.0 and ds.images.max() == 16
+    assert np.bincount(ds.labels).min() > 170  # every digit present
+
+
+def test_positive_class_makes_one_vs_rest(repo: Path) -> None:
+    full = load(repo)
+    ds = load(repo, positive_class=3)
+    assert ds.classes == ("not 3", "3")
+    np.testing.assert_array_equal(ds.labels, (full.labels == 3).astype(np.int64))
+
+
+def test_unknown_positive_class_is_refused(repo: Path) -> None:
+    with pytest.raises(DataError, match="positive_class 'cat' is not one of the classes"):
+        load(repo, positive_class="cat")
+
+
+def test_synthetic_is_seeded_and_shaped(repo: Path) -> None:
+    spec = {"m": 90, "height": 5, "width": 3, "channels": 2, "n_classes": 3}
+    a, b = load(repo, 7, source="synthetic", synthetic=spec), load(repo, 7, source="synthetic", synthetic=spec)
+    c = load(repo, 8, source="synthetic", synthetic=spec)
+    assert a.images.shape == (90, 5, 3, 2) and a.images.dtype == np.uint8
+    assert np.bincount(a.labels).tolist() == [30, 30, 30]
+    np.testing.assert_array_equal(a.images, b.images)
+    assert not np.array_equal(a.images, c.images)
+
+
+# --- hdf5 ----------------------------------------------------------------------------------------
+
+
+def write_h5(path: Path, prefix: str, X: np.ndarray, y: np.ndarray, classes: list[bytes] | None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f[f"{prefix}_set_x"] = X
+        f[f"{prefix}_set_y"] = y
+        if classes is not None:
+            f["list_classes"] = np.array(classes)
+    return path
+
+
+def test_hdf5_course_layout_merges_train_and_test(repo: Path) -> None:
+    X, y = blobs(20, 2, (3, 3, 3))
+    write_h5(repo / "data/raw/train.h5", "train", X[:14], y[:14], [b"non-cat", b"cat"])
+    write_h5(repo / "data/raw/test.h5", "test", X[14:], y[14:].reshape(1, -1), [b"non-cat", b"cat"])  # (1, m) labels
+    ds = load(repo, source="hdf5", path="data/raw/train.h5", test_path="data/raw/test.h5")
+    assert ds.classes == ("non-cat", "cat") and ds.pixel_range == 255.0
+    np.testing.assert_array_equal(ds.images, X)
+    np.testing.assert_array_equal(ds.labels, y)
+    cats = load(repo, source="hdf5", path="data/raw/train.h5", positive_class="cat")
+    assert cats.classes == ("not cat", "cat")
+
+
+def test_hdf5_without_the_expected_datasets_is_refused(repo: Path) -> None:
+    with h5py.File(repo / "data/raw/other.h5", "w") as f:
+        f["images"] = np.zeros((4, 2, 2, 1))
+    with pytest.raises(DataError, match=r"expected datasets train_set_x and train_set_y, found \['images'\]"):
+        load(repo, source="hdf5", path="data/raw/other.h5")
+
+
+def test_corrupt_hdf5_is_refused(repo: Path) -> None:
+    (repo / "data/raw/broken.h5").write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(DataError, match=re.escape("broken.h5: not a readable HDF5 file")):
+        load(repo, source="hdf5", path="data/raw/broken.h5")
+
+
+# --- image folder --------------------------------------------------------------------------------
+
+
+def write_images(folder: Path, per_class: dict[str, int], size: tuple[int, int] = (6, 4), mode: str = "RGB") -> None:
+    """Write per_class[name] random images of size (width, height) into folder/<name>/."""
+    rng = np.random.default_rng(0)
+    for name, n in per_class.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / name / f"{i}.png")
+
+
+def test_folder_reads_one_class_per_subfolder(repo: Path) -> None:
+    write_images(repo / "data/raw/imgs", {"cat": 3, "dog": 2})
+    ds = load(repo, source="folder", path="data/raw/imgs")
+    assert ds.classes == ("cat", "dog")
+    assert ds.images.shape == (5, 4, 6, 3)  # (m, height, width, channels)
+    assert ds.labels.tolist() == [0, 0, 0, 1, 1]
+    first = np.asarray(Image.open(repo / "data/raw/imgs/cat/0.png"))
+    np.testing.assert_array_equal(ds.images[0], first)
+
+
+def test_folder_resizes_to_image_size(repo: Path) -> None:
+    write_images(repo / "data/raw/imgs", {"a": 1}, size=(6, 4))
+    write_images(repo / "data/raw/imgs", {"b": 1}, size=(9, 9))
+    ds = load(repo, source="folder", path="data/raw/imgs", image_size=[5, 7])
+    assert ds.images.shape == (2, 5, 7, 3)
+
+
+def test_folder_mixed_sizes_without_resizing_is_refused(repo: Path) -> None:
+    write_images(repo / "data/raw/imgs", {"a": 1}, size=(6, 4))
+    write_images(repo / "data/raw/imgs", {"b": 1}, size=(9, 9))
+    with pytest.raises(DataError, match=r"b/0.png: image is 9x9 but a/0.png is 4x6; set data.image_size"):
+        load(repo, source="folder", path="data/raw/imgs")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"this is text, not a PNG", "truncated"],
+    ids=["zero-bytes", "text-named-png", "truncated-png"],
+)
+def test_folder_corrupt_image_is_refused(repo: Path, content: bytes | str) -> None:
+    write_images(repo / "data/raw/imgs", {"a": 2, "b": 1}, size=(32, 32))
+    bad = repo / "data/raw/imgs/b/bad.png"
+    if content == "truncated":
+        content = (repo / "data/raw/imgs/a/0.png").read_bytes()[:60]
+    bad.write_bytes(content)
+    with pytest.raises(DataError, match=r"bad.png: not a readable image"):
+        load(repo, source="folder", path="data/raw/imgs")
+
+
+def test_folder_missing_or_empty_is_refused(repo: Path) -> None:
+    with pytest.raises(DataError, match=re.escape("data.path 'data/raw/nope' not found")):
+        load(repo, source="folder", path="data/raw/nope")
+    (repo / "data/raw/empty").mkdir()
+    with pytest.raises(DataError, match="no class subfolders"):
+        load(repo, source="folder", path="data/raw/empty")
+    (repo / "data/raw/empty/cat").mkdir()
+    with pytest.raises(DataError, match="class folder is empty"):
+        load(repo, source="folder", path="data/raw/empty")
+
+
+def test_folder_single_class_is_refused(repo: Path) -> None:
+    write_images(repo / "data/raw/imgs", {"only": 3})
+    with pytest.raises(DataError, match=r"only one class \(only\)"):
+        load(repo, source="folder", path="data/raw/imgs")
+
+
+def test_symlinked_image_is_refused(repo: Path) -> None:
+    write_images(repo / "data/raw/imgs", {"a": 1, "b": 1})
+    secret = repo / "outside.png"
+    secret.write_bytes((repo / "data/raw/imgs/a/0.png").read_bytes())
+    os.symlink(secret, repo / "data/raw/imgs/b/evil.png")
+    with pytest.raises(DataError, match=re.escape("evil.png: symlinks and paths outside")):
+        load(repo, source="folder", path="data/raw/imgs")
+
+
+def test_symlinked_class_folder_or_data_path_is_refused(repo: Path) -> None:
+    write_images(repo / "elsewhere", {"a": 1, "b": 1})
+    os.symlink(repo / "elsewhere", repo / "data/raw/linked")
+    with pytest.raises(DataError, match="linked is a symlink"):
+        load(repo, source="folder", path="data/raw/linked")
+    write_images(repo / "data/raw/imgs", {"a": 1})
+    os.symlink(repo / "elsewhere/b", repo / "data/raw/imgs/b")
+    with pytest.raises(DataError, match="symlinks are refused"):
+        load(repo, source="folder", path="data/raw/imgs")
+
+
+@pytest.mark.parametrize("path", ["data/raw/../../etc", "/etc/passwd", "params.yaml", "data/raw/../secrets.npz"])
+def test_paths_leaving_the_data_folder_are_refused(repo: Path, path: str) -> None:
+    with pytest.raises(DataError, match="outside the data folder data/raw/"):
+        load(repo, source="npz", path=path)
+
+
+# --- npz -----------------------------------------------------------------------------------------
+
+
+def test_npz_with_named_classes(repo: Path) -> None:
+    X, y = blobs(30, 3, (2, 2, 1))
+    save_npz(repo / "data/raw/a.npz", X, y, classes=np.array(["x", "y", "z"]))
+    ds = load(repo, source="npz", path="data/raw/a.npz")
+    assert ds.classes == ("x", "y", "z") and ds.pixel_range == 255.0
+    np.testing.assert_array_equal(ds.labels, y)
+
+
+def test_npz_string_labels_become_sorted_classes(repo: Path) -> None:
+    X = np.random.default_rng(0).random((6, 3))
+    save_npz(repo / "data/raw/a.npz", X, np.array(["dog", "cat", "dog", "cat", "cat", "dog"]))
+    ds = load(repo, source="npz", path="data/raw/a.npz")
+    assert ds.classes == ("cat", "dog") and ds.labels.tolist() == [1, 0, 1, 0, 0, 1]
+    assert ds.pixel_range == 1.0  # floats already in [0, 1]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_npz_nan_or_inf_is_refused(repo: Path, bad: float) -> None:
+    X = np.ones((10, 4))
+    X[7, 2] = bad
+    save_npz(repo / "data/raw/a.npz", X, np.arange(10) % 2)
+    with pytest.raises(DataError, match=r"1 examples hold NaN or inf \(first: row 7\)"):
+        load(repo, source="npz", path="data/raw/a.npz")
+
+
+def test_npz_pickled_object_array_is_refused(repo: Path) -> None:
+    np.savez(repo / "data/raw/a.npz", X=np.array([{"a": 1}, None], dtype=object), y=np.array([0, 1]))
+    with pytest.raises(DataError, match=re.escape("not a readable .npz without pickle")):
+        load(repo, source="npz", path="data/raw/a.npz")
+
+
+def test_npz_missing_array_and_mismatched_lengths(repo: Path) -> None:
+    np.savez(repo / "data/raw/a.npz", X=np.zeros((4, 2)))
+    with pytest.raises(DataError, match="missing array 'y'"):
+        load(repo, source="npz", path="data/raw/a.npz")
+    np.savez(repo / "data/raw/b.npz", X=np.zeros((4, 2)), y=np.array([0, 1, 0]))
+    with pytest.raises(DataError, match=r"X has shape \(4, 2\) but y has 3 labels"):
+        load(repo, source="npz", path="data/raw/b.npz")
+
+
+def test_npz_single_class_is_refused(repo: Path) -> None:
+    save_npz(repo / "data/raw/a.npz", np.zeros((5, 2)), np.zeros(5, dtype=int))
+    with pytest.raises(DataError, match="only one class"):
+        load(repo, source="npz", path="data/raw/a.npz")

@@ -1,0 +1,139 @@
+"""The train and evaluate stages on digits, through the command line, with a few epochs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import nn
+from pipeline.cli import main
+from pipeline.config import load_params
+from pipeline.data.io import load_npy
+from pipeline.data.normalize import Normalizer
+from pipeline.data.split import stratified_split
+from pipeline.data.store import load_split
+from pipeline.stages import evaluate as evaluate_stage
+from pipeline.stages import train as train_stage
+from tests.data.helpers import write_params
+
+FAST = {"train": {"epochs": 3, "use_study_best": False}, "model": {"hidden_layers": [16]}}
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder holding prepared and split digits, as the working directory."""
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, FAST)
+    assert cli("prepare") == 0 and cli("split") == 0
+    return tmp_path
+
+
+def cli(*argv: str) -> int:
+    return main([*argv, "--params", "params.yaml"])
+
+
+def read(path: str) -> object:
+    return json.loads(Path(path).read_text())
+
+
+def test_train_writes_model_history_and_metrics(repo: Path) -> None:
+    assert cli("train") == 0
+    weights, arch, extra = nn.load_model("models/final")
+    assert arch.layer_dims == (64, 16, 10)
+    assert extra["classes"] == [str(k) for k in range(10)] and extra["normalizer"]["mode"] == "standardize"
+    history = read("reports/train_history.json")
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert set(history[0]) == {"epoch", "train_cost", "dev_cost", "dev_error", "learning_rate"}
+    assert history[-1]["train_cost"] < history[0]["train_cost"]
+    metrics = read("reports/train.json")
+    X, y = load_split("train")
+    assert metrics["train_error"] == nn.error_rate(X.T, y, weights, arch)
+    assert metrics["epochs"] == 3 and metrics["settings_from"] == "params.yaml"
+
+
+def test_evaluate_metrics_agree_with_the_model(repo: Path) -> None:
+    assert cli("train") == 0 and cli("evaluate") == 0
+    m = read("reports/metrics.json")
+    weights, arch, _ = nn.load_model("models/final")
+    X, y = load_split("test")
+    pred = nn.predict(X.T, weights, arch)
+    assert m["test_error"] == pytest.approx(np.mean(pred != y)) and m["n_test"] == len(y) == 18
+    assert m["test_accuracy"] == pytest.approx(1 - m["test_error"])
+    assert m["train_error"] == read("reports/train.json")["train_error"]
+    assert "train_dev_error" not in m  # split.train_dev is 0: no such split
+    cm = np.array(m["confusion_matrix"]["matrix"])
+    assert cm.sum() == 18 and np.trace(cm) == np.sum(pred == y)
+    assert [m["per_class"][c]["support"] for c in m["confusion_matrix"]["labels"]] == cm.sum(axis=1).tolist()
+    rows = [(r["actual"], r["predicted"]) for r in read("reports/confusion.json")]
+    assert rows == [(str(a), str(p)) for a, p in zip(y, pred, strict=True)]
+
+
+def test_raw_pixel_rows_predict_through_the_model_metadata(repo: Path) -> None:
+    """The model file alone (weights + normalizer + classes) predicts raw prepared rows like the split."""
+    assert cli("train") == 0
+    weights, arch, extra = nn.load_model("models/final")
+    params = load_params("params.yaml")
+    raw_X, raw_y = load_npy("data/prepared/X.npy"), load_npy("data/prepared/y.npy")
+    rows = stratified_split(raw_y, params.split, params.seed)["test"]
+    X = Normalizer.from_dict(extra["normalizer"]).transform(raw_X[rows])
+    np.testing.assert_array_equal(X, load_split("test")[0])
+    labels = [extra["classes"][k] for k in nn.predict(X.T, weights, arch)]
+    assert len(labels) == 18 and set(labels) <= set(extra["classes"])
+
+
+def test_only_evaluate_reads_the_test_split(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, list[str]] = {"train": [], "evaluate": []}
+    for name, module in (("train", train_stage), ("evaluate", evaluate_stage)):
+
+        def spy(split: str, *args: object, _name: str = name, **kwargs: object) -> tuple:
+            seen[_name].append(split)
+            return load_split(split, *args, **kwargs)
+
+        monkeypatch.setattr(module, "load_split", spy)
+    assert cli("train") == 0 and cli("evaluate") == 0
+    assert sorted(seen["train"]) == ["dev", "train"]
+    assert "test" in seen["evaluate"]
+
+
+def test_study_best_params_are_applied_when_asked(repo: Path) -> None:
+    best = {"study_name": "s", "trial_number": 4, "value": 0.1, "params": {"n_layers": 2, "n_units": 7}}
+    Path("reports/study").mkdir(parents=True)
+    Path("reports/study/best_params.json").write_text(json.dumps(best))
+    assert cli("train") == 0  # use_study_best is false in FAST
+    assert nn.load_model("models/final")[1].layer_dims == (64, 16, 10)
+    write_params(repo, {**FAST, "train": {"epochs": 3, "use_study_best": True}})
+    assert cli("train") == 0
+    _, arch, extra = nn.load_model("models/final")
+    assert arch.layer_dims == (64, 7, 7, 10) and extra["model"]["hidden_layers"] == [7, 7]
+    assert read("reports/train.json")["settings_from"] == "study trial 4"
+
+
+def test_binary_positive_class_trains_a_sigmoid_output(repo: Path) -> None:
+    write_params(repo, {**FAST, "data": {"positive_class": 3}})
+    assert all(cli(stage) == 0 for stage in ("prepare", "split", "train", "evaluate"))
+    assert nn.load_model("models/final")[1].layer_dims == (64, 16, 1)
+    assert set(read("reports/metrics.json")["per_class"]) == {"not 3", "3"}
+
+
+def test_divergence_exits_5(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_params(repo, {**FAST, "train": {"epochs": 3, "use_study_best": False, "learning_rate": 1.0e300}})
+    assert cli("train") == 5
+    assert capsys.readouterr().err.strip() == "error: train: cost became nan at epoch 1: lower the learning rate"
+    assert not Path("models").exists()
+
+
+def test_evaluate_refuses_missing_or_stale_models(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("evaluate") == 3
+    assert "final.json: model file not found; run the train stage first" in capsys.readouterr().err
+    assert cli("train") == 0
+    write_params(repo, {**FAST, "prepare": {"normalize": "scale"}})
+    assert cli("split") == 0  # the data changed, the model did not
+    capsys.readouterr()
+    assert cli("evaluate") == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differently normalized data" in err[0]
+    assert not Path("reports/metrics.json").exists()
