@@ -1,6 +1,7 @@
 """Models round-trip without pickle; foreign or damaged files are clear errors."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,11 @@ def test_mismatched_shapes_are_rejected(saved) -> None:
 def test_missing_files_say_to_train_first(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="run the train stage"):
         load_model(tmp_path / "absent")
+
+
+def test_saved_files_get_the_usual_permissions(saved) -> None:
+    path = saved[0]
+    umask = os.umask(0)
+    os.umask(umask)
+    for suffix in (".npz", ".json"):
+        assert path.with_suffix(suffix).stat().st_mode & 0o777 == 0o666 & ~umask
