@@ -1,0 +1,140 @@
+"""Read what the upstream stages wrote. A missing file becomes a reason shown in the report; a
+malformed one is a DataError naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.data.io import load_npy, read_json
+from pipeline.errors import DataError
+from pipeline.report.trials import TrialRow, read_trials
+
+SPLITS = ("train", "train_dev", "dev", "test")
+PATHS = {
+    "meta": "data/split/normalizer.json",  # classes, image_shape, source
+    "split": "reports/split.json",
+    "metrics": "reports/metrics.json",
+    "history": "reports/train_history.json",
+    "best": "reports/study/best_params.json",
+    "trials": "reports/study/trials.csv",
+    "model": "models/final.json",  # architecture and the settings it was trained with
+    "train": "reports/train.json",  # epochs, best_epoch, seconds of the final fit
+}
+
+
+@dataclass
+class ReportInputs:
+    root: Path
+    meta: dict[str, Any] | None = None
+    split: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+    best: dict[str, Any] | None = None
+    trials: list[TrialRow] | None = None
+    model: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    sizes: dict[str, int] = field(default_factory=dict)  # examples per split, from data/split/y_*.npy
+    n_x: int | None = None
+    balance: dict[str, dict[int, int]] = field(default_factory=dict)  # split -> class -> count
+    missing: dict[str, str] = field(default_factory=dict)  # input name -> why it is absent
+
+    def why_missing(self, *names: str) -> str:
+        return "; ".join(self.missing[n] for n in names if n in self.missing)
+
+
+def load_inputs(root: Path) -> ReportInputs:
+    """Read every input under ``root``; absent ones are recorded in ``missing``."""
+    inputs = ReportInputs(root=root)
+    for name, rel in PATHS.items():
+        path = root / rel
+        if not path.exists():
+            inputs.missing[name] = f"{rel} not found (run the stage that writes it: dvc repro)"
+            continue
+        value: Any = read_trials(path) if name == "trials" else read_json(path)
+        if name == "history":
+            value = _history(value, path)
+        setattr(inputs, name, value)
+    for split in SPLITS:
+        y_path = root / "data/split" / f"y_{split}.npy"
+        if not y_path.exists():
+            continue
+        y = np.asarray(load_npy(y_path))
+        if len(y) == 0:
+            continue  # the empty train-dev files written when split.train_dev is 0
+        inputs.sizes[split] = len(y)
+        classes, counts = np.unique(y, return_counts=True)
+        inputs.balance[split] = {int(c): int(k) for c, k in zip(classes, counts, strict=True)}
+        if split == "train":
+            inputs.n_x = int(load_npy(root / "data/split/X_train.npy").shape[1])
+    if "train" not in inputs.sizes:
+        inputs.missing["data"] = "data/split/y_train.npy not found (run dvc repro split)"
+    return inputs
+
+
+def _history(value: Any, path: Path) -> list[dict[str, Any]]:
+    """Accept a list of epoch records, or a DVC-plots style ``{"<name>": [records]}``."""
+    if isinstance(value, Mapping):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        value = lists[0] if lists else None
+    if not isinstance(value, list) or not all(isinstance(r, Mapping) and "epoch" in r for r in value):
+        raise DataError(f"{path}: expected a list of epoch records with 'epoch', 'train_cost', 'dev_cost', 'dev_error'")
+    return list(value)
+
+
+def split_errors(inputs: ReportInputs) -> tuple[dict[str, tuple[float, int]], dict[str, str]]:
+    """``split -> (error rate, n)`` from reports/metrics.json, and a reason for each split not found.
+
+    Accepted shapes: ``{"train": {"error": 0.01, "n": 1761}, ...}`` (also ``error_rate``, ``m``) or
+    flat ``{"train_error": 0.01, "n_train": 1761}``; a missing ``n`` is taken from data/split.
+    """
+    found: dict[str, tuple[float, int]] = {}
+    reasons: dict[str, str] = {}
+    m = inputs.metrics or {}
+    for split in SPLITS:
+        entry = m.get(split)
+        entry = entry if isinstance(entry, Mapping) else {}
+        rate = _first(entry, "error", "error_rate")
+        rate = rate if rate is not None else _first(m, f"{split}_error", f"{split}_error_rate")
+        n = _first(entry, "n", "m", "size", "examples")
+        n = n if n is not None else _first(m, f"n_{split}", f"{split}_n", f"m_{split}")
+        n = n if n is not None else inputs.sizes.get(split)
+        if rate is None:
+            if split != "train_dev" or inputs.sizes.get("train_dev"):
+                reasons[split] = inputs.why_missing("metrics") or f"reports/metrics.json has no {split} error"
+            else:
+                reasons[split] = "no train-dev split (split.train_dev is 0)"
+            continue
+        if n is None or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise DataError(f"reports/metrics.json: {split} error {rate!r} on n={n!r} is not an error rate with a size")
+        found[split] = (float(rate), int(n))
+    return found, reasons
+
+
+def confusion(inputs: ReportInputs) -> tuple[list[list[int]] | None, list[str]]:
+    """The test confusion matrix from reports/metrics.json (top level or under ``test``) and its labels."""
+    m = inputs.metrics or {}
+    test = m.get("test") if isinstance(m.get("test"), Mapping) else {}
+    cm = m.get("confusion_matrix", test.get("confusion_matrix"))
+    if isinstance(cm, Mapping):  # {"labels": [...], "matrix": [[...]]}
+        labels, cm = cm.get("labels"), cm.get("matrix")
+    else:
+        labels = m.get("labels", test.get("labels"))
+    if cm is None:
+        return None, []
+    labels = [str(x) for x in (labels or (inputs.meta or {}).get("classes") or range(len(cm)))]
+    if len(labels) != len(cm):
+        labels = [str(i) for i in range(len(cm))]
+    return [[int(v) for v in row] for row in cm], labels
+
+
+def _first(d: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if d.get(k) is not None:
+            return d[k]
+    return None

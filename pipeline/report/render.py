@@ -1,0 +1,112 @@
+"""Render report sections to Markdown and to one self-contained HTML page.
+
+A section is plain data (paragraphs, bullet lists, tables, PNG figures), so the two renderings
+say the same thing. The HTML embeds every figure as a base64 ``data:`` URI and links nothing:
+it opens offline, from a file, in any browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Plot:
+    png: bytes
+    caption: str
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[str | list[str] | Table | Plot] = field(default_factory=list)  # str: paragraph, list: bullets
+
+    def add(self, *blocks: str | list[str] | Table | Plot) -> Section:
+        self.blocks.extend(blocks)
+        return self
+
+
+def to_markdown(title: str, sections: list[Section]) -> str:
+    out = [f"# {title}", ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for b in s.blocks:
+            if isinstance(b, str):
+                out += [b, ""]
+            elif isinstance(b, list):
+                out += [f"- {item}" for item in b] + [""]
+            elif isinstance(b, Table):
+                out += ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
+                out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in b.rows] + [""]
+            else:
+                out += [f"*Figure: {b.caption} (see report.html).*", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn the two Markdown marks the report uses (`code`, **bold**) into tags."""
+    text = html.escape(text, quote=False)
+    text = _CODE.sub(r"<code>\1</code>", text)
+    return _BOLD.sub(r"<strong>\1</strong>", text)
+
+
+STYLE = """
+body { font-family: system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif; max-width: 980px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.5; }
+h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #eee; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.95em; }
+th, td { border: 1px solid #ccc; padding: .3em .7em; text-align: left; }
+th { background: #f4f4f4; }
+code { background: #f4f4f4; padding: 0 .25em; border-radius: 3px; }
+figure { margin: 1em 0; } figcaption { color: #555; font-size: .9em; }
+img { max-width: 100%; }
+nav ul { columns: 2; }
+"""
+
+
+def _anchor(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def to_html(title: str, sections: list[Section]) -> str:
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<nav><ul>"
+        + "".join(f'<li><a href="#{_anchor(s.title)}">{html.escape(s.title)}</a></li>' for s in sections)
+        + "</ul></nav>",
+    ]
+    for s in sections:
+        out.append(f'<h2 id="{_anchor(s.title)}">{html.escape(s.title)}</h2>')
+        for b in s.blocks:
+            if isinstance(b, str):
+                out.append(f"<p>{_inline(b)}</p>")
+            elif isinstance(b, list):
+                out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b) + "</ul>")
+            elif isinstance(b, Table):
+                head = "".join(f"<th>{_inline(h)}</th>" for h in b.header)
+                body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b.rows)
+                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            else:
+                data = base64.b64encode(b.png).decode("ascii")
+                alt = html.escape(b.caption)
+                img = f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+                out.append(f"<figure>{img}<figcaption>{alt}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

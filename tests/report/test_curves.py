@@ -1,0 +1,42 @@
+"""The learning curve retrains with pipeline.nn.fit on nested, seeded subsets."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from pipeline import nn
+from pipeline.report.curves import learning_curve
+
+
+def data() -> tuple[np.ndarray, ...]:
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    return X[:200], y[:200], X[200:260], y[200:260]
+
+
+def test_points_follow_the_fractions_and_are_reproducible() -> None:
+    X, y, Xd, yd = data()
+    arch = nn.Architecture.build(64, 10, (16,))
+    hp = nn.TrainParams(learning_rate=0.01, epochs=15, batch_size=32)
+    points, notes = learning_curve(X, y, Xd, yd, arch, hp, [1.0, 0.25, 0.25], seed=1)
+    assert notes == [] and [(p.fraction, p.m) for p in points] == [(0.25, 50), (1.0, 200)]
+    assert all(0 <= p.train_error <= 1 and 0 <= p.dev_error <= 1 for p in points)
+    assert points[-1].dev_error < points[0].dev_error  # 4x the data helps on digits
+    again, _ = learning_curve(X, y, Xd, yd, arch, hp, [0.25, 1.0], seed=1)
+    assert again == points
+
+
+def test_a_diverging_fraction_is_skipped_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.report.curves as curves
+
+    def fit(X: np.ndarray, y: np.ndarray, arch: nn.Architecture, hp: nn.TrainParams, seed: int) -> nn.FitResult:
+        if X.shape[1] < 100:  # the small subset diverges, the full one trains
+            raise nn.Diverged(3, float("nan"))
+        return nn.fit(X, y, arch, hp, seed=seed)
+
+    monkeypatch.setattr(curves, "fit", fit)
+    X, y, Xd, yd = data()
+    arch = nn.Architecture.build(64, 10, (16,))
+    points, notes = learning_curve(X, y, Xd, yd, arch, nn.TrainParams(epochs=2), [0.25, 1.0], seed=1)
+    assert [p.m for p in points] == [200]
+    assert notes == ["fraction 0.25 (m=50) skipped: cost became nan at epoch 3: lower the learning rate"]
