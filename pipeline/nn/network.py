@@ -4,6 +4,11 @@ Shape convention (the course's, stated once): examples are columns.
     X: (n_x, m)    W[l]: (n[l], n[l-1])    b[l]: (n[l], 1)    Z[l], A[l]: (n[l], m)
 Labels ``y`` are integers of shape (m,); ``encode_labels`` turns them into Y of shape (n_out, m):
 one row of 0/1 for a sigmoid output (n_out == 1), one-hot columns for a softmax output.
+
+Memory layout: Z, A and dA are stored example by example (Fortran order, each column
+contiguous), the layout of ``X.T`` for the row-major data files. OpenBLAS runs the skinny
+products of small hidden layers 10-15 % faster this way than with row-major activations
+(docs/benchmarks.md); weights and their gradients stay row-major.
 """
 
 from __future__ import annotations
@@ -73,6 +78,14 @@ class Architecture:
         return 2 if self.layer_dims[-1] == 1 else self.layer_dims[-1]
 
 
+def columns_product(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B, stored column by column (Fortran order) like the activations."""
+    out = np.empty((A.shape[0], B.shape[1]), np.result_type(A, B), order="F")
+    if A.shape[1] == 1:  # an outer product (W.T @ dZ below a single output unit): the same exact
+        return np.multiply(A, B, out=out)  # products, ~3x faster than a BLAS call with inner size 1
+    return np.matmul(A, B, out=out)
+
+
 class LayerCache(NamedTuple):
     A_prev: np.ndarray  # the layer's input (after the previous layer's dropout)
     Z: np.ndarray
@@ -118,21 +131,21 @@ def forward(
     caches: list[LayerCache] = []
     A_prev = X
     for l in range(1, arch.n_layers):
-        Z = weights[f"W{l}"] @ A_prev
+        Z = columns_product(weights[f"W{l}"], A_prev)
         Z += weights[f"b{l}"]
         A = activation(Z)
         mask = None
         if keep_prob < 1.0:
             assert rng is not None, "dropout needs a random generator"
-            mask = rng.random(A.shape, dtype=A.dtype) < keep_prob
-            mask = mask.astype(A.dtype) / A.dtype.type(keep_prob)
+            draws = rng.random(A.shape[::-1], dtype=A.dtype).T  # in A's (column) layout
+            mask = (draws < keep_prob).astype(A.dtype) / A.dtype.type(keep_prob)
             caches.append(LayerCache(A_prev, Z, A, mask))
             A_prev = A * mask
         else:
             caches.append(LayerCache(A_prev, Z, A, None))
             A_prev = A
     L = arch.n_layers
-    ZL = weights[f"W{L}"] @ A_prev
+    ZL = columns_product(weights[f"W{L}"], A_prev)
     ZL += weights[f"b{L}"]
     caches.append(LayerCache(A_prev, ZL, None, None))
     return ZL, caches
@@ -159,25 +172,33 @@ def backward(
     weights: Weights,
     arch: Architecture,
     l2_lambda: float = 0.0,
+    out: Weights | None = None,
 ) -> Weights:
-    """Gradients of ``compute_cost`` with respect to every weight and bias ("dW1", "db1", ...)."""
+    """Gradients of ``compute_cost`` with respect to every weight and bias ("dW1", "db1", ...).
+
+    ``out``, if given, holds arrays shaped like the gradients; they are filled and returned, so
+    a training loop can reuse one set instead of allocating weight-sized arrays every step.
+    (``fit`` passes ``l2_lambda=0`` and lets the optimizer fold the L2 term into its update.)
+    """
     probabilities, _ = OUTPUTS[arch.output]
     derivative = DERIVATIVES[arch.hidden_activation]
     m = ZL.shape[1]
-    grads: Weights = {}
+    grads: Weights = {} if out is None else out
     dZ = probabilities(ZL)
     dZ -= Y
     dZ /= m  # sigmoid + binary CE and softmax + categorical CE both give dZ[L] = (A[L] - Y) / m
+    ones = np.ones((m, 1), dZ.dtype)
     for l in range(arch.n_layers, 0, -1):
         cache, W = caches[l - 1], weights[f"W{l}"]
-        dW = dZ @ cache.A_prev.T
+        dW = np.matmul(dZ, cache.A_prev.T, out=grads.get(f"dW{l}"))
         if l2_lambda:
             dW += (l2_lambda / m) * W  # gradient of the (lambda / 2m) * sum(W^2) cost term
         grads[f"dW{l}"] = dW
-        grads[f"db{l}"] = dZ.sum(axis=1, keepdims=True)
+        # row sums as a matrix-vector product: ~4x faster than dZ.sum(axis=1) on column-major dZ
+        grads[f"db{l}"] = np.matmul(dZ, ones, out=grads.get(f"db{l}"))
         if l > 1:  # dA[0] (the gradient for X) is never needed, so it is never computed
             below = caches[l - 2]
-            dA = W.T @ dZ
+            dA = columns_product(W.T, dZ)
             if below.mask is not None:
                 dA *= below.mask  # the same mask, already divided by keep_prob
             dZ = derivative(dA, below.Z, below.A)

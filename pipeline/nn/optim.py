@@ -1,7 +1,10 @@
 """Parameter updates: plain gradient descent, momentum and Adam, as a name-to-class table.
 
-Every optimizer updates the weight arrays in place, so a step allocates nothing beyond the
-gradients themselves.
+``step`` takes the gradients of the data term and the L2 coefficient ``l2`` (lambda / m); the
+L2 gradient ``l2 * W`` of each weight matrix is added here rather than in ``backward``, so that
+plain gradient descent can apply it as a decay of W without another pass over a temporary.
+Every optimizer updates the weight arrays in place and may overwrite the gradients it is given
+(a step consumes them), so a step allocates no weight-sized temporaries.
 """
 
 from __future__ import annotations
@@ -11,13 +14,24 @@ import numpy as np
 from pipeline.nn.network import Weights
 
 
+def add_l2(g: np.ndarray, name: str, W: np.ndarray, l2: float) -> np.ndarray:
+    """g + l2 * W for weight matrices; biases are not regularized."""
+    if l2 and name.startswith("W"):
+        g += l2 * W
+    return g
+
+
 class GradientDescent:
     def __init__(self, weights: Weights, beta1: float, beta2: float, epsilon: float) -> None:
         pass
 
-    def step(self, weights: Weights, grads: Weights, learning_rate: float) -> None:
+    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2: float = 0.0) -> None:
         for name, W in weights.items():
-            W -= learning_rate * grads["d" + name]
+            g = grads["d" + name]
+            if l2 and name.startswith("W"):
+                W *= 1 - learning_rate * l2  # W - lr (g + l2 W) = (1 - lr l2) W - lr g
+            g *= learning_rate  # in place: W -= lr * g would allocate a temporary as large as W
+            W -= g
 
 
 class Momentum:
@@ -27,11 +41,12 @@ class Momentum:
         self.beta = beta1
         self.v = {name: np.zeros_like(W) for name, W in weights.items()}
 
-    def step(self, weights: Weights, grads: Weights, learning_rate: float) -> None:
+    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2: float = 0.0) -> None:
         for name, W in weights.items():
-            v = self.v[name]
+            g, v = add_l2(grads["d" + name], name, W, l2), self.v[name]
             v *= self.beta
-            v += (1 - self.beta) * grads["d" + name]
+            g *= 1 - self.beta
+            v += g
             W -= learning_rate * v
 
 
@@ -43,16 +58,18 @@ class Adam:
         self.v = {name: np.zeros_like(W) for name, W in weights.items()}
         self.s = {name: np.zeros_like(W) for name, W in weights.items()}
 
-    def step(self, weights: Weights, grads: Weights, learning_rate: float) -> None:
+    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2: float = 0.0) -> None:
         self.t += 1
         correction1 = 1 - self.beta1**self.t
         correction2 = 1 - self.beta2**self.t
         for name, W in weights.items():
-            g, v, s = grads["d" + name], self.v[name], self.s[name]
+            g, v, s = add_l2(grads["d" + name], name, W, l2), self.v[name], self.s[name]
             v *= self.beta1
             v += (1 - self.beta1) * g
+            g *= g  # g is consumed: reuse it for g^2
+            g *= 1 - self.beta2
             s *= self.beta2
-            s += (1 - self.beta2) * (g * g)
+            s += g
             denominator = np.sqrt(s / correction2)
             denominator += self.epsilon
             W -= (learning_rate / correction1) * v / denominator

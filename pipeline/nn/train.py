@@ -108,15 +108,18 @@ def fit(
     # Independent streams for init, shuffling and dropout, so that e.g. changing keep_prob does
     # not change the initial weights or the batch order.
     init_rng, shuffle_rng, dropout_rng = np.random.default_rng(seed).spawn(3)
-    X = X.astype(arch.dtype, copy=False)
+    # Examples contiguous (Fortran order), the layout the network computes in; no copy for the
+    # pipeline's X.T of a row-major file already in the architecture's dtype.
+    X = np.asfortranarray(X, dtype=arch.dtype)
     Y = encode_labels(y, arch)
     has_dev = X_dev is not None and y_dev is not None
     if has_dev:
-        X_dev = X_dev.astype(arch.dtype, copy=False)
+        X_dev = np.asfortranarray(X_dev, dtype=arch.dtype)
         Y_dev = encode_labels(y_dev, arch)
 
     weights = initialize(arch, init_rng)
     optimizer = OPTIMIZERS[hp.optimizer](weights, hp.beta1, hp.beta2, hp.epsilon)
+    grads = {"d" + name: np.empty_like(W) for name, W in weights.items()}  # reused by every step
     m = X.shape[1]
     batch = m if hp.batch_size == 0 else min(hp.batch_size, m)
     result = FitResult(weights=weights)
@@ -141,8 +144,8 @@ def fit(
                 cost = compute_cost(ZL, Y_b, arch, weights, hp.l2_lambda)
                 if not math.isfinite(cost):
                     raise Diverged(epoch, cost)
-                grads = backward(ZL, Y_b, caches, weights, arch, hp.l2_lambda)
-                optimizer.step(weights, grads, learning_rate)
+                grads = backward(ZL, Y_b, caches, weights, arch, out=grads)  # L2 term: in the step
+                optimizer.step(weights, grads, learning_rate, l2=hp.l2_lambda / X_b.shape[1])
                 cost_sum += cost * X_b.shape[1]
             seconds = time.perf_counter() - epoch_start
 
