@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Params
+from pipeline.config import Params, SpaceParams
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
 
 # Trial parameters that map one-to-one onto the train section.
 TRAIN_KEYS = ("learning_rate", "l2_lambda", "keep_prob", "optimizer", "batch_size", "epochs")
@@ -32,3 +35,37 @@ def apply_params(base: Params, values: Mapping[str, Any]) -> Params:
         model = replace(model, hidden_layers=(n_units,) * n_layers)  # one width for every hidden layer
     train = replace(base.train, **{k: values[k] for k in TRAIN_KEYS if k in values})
     return replace(base, model=model, train=train)
+
+
+def suggest(trial: optuna.Trial, space: SpaceParams, base: Params) -> dict[str, Any]:
+    """Draw one configuration from ``space``; keys the space leaves fixed come from ``base``.
+
+    The result holds all eight keys ``apply_params`` knows, so a trial's values (and the
+    study's best_params.json) say exactly what was trained even if params.yaml changes later.
+    Learning rate and L2 lambda are log-uniform; with ``allow_off`` a categorical ``l2`` switch
+    ("on"/"off") comes first, because a log scale cannot reach 0.
+    """
+    values: dict[str, Any] = {
+        "learning_rate": trial.suggest_float(
+            "learning_rate", space.learning_rate.low, space.learning_rate.high, log=True
+        ),
+        "n_layers": trial.suggest_int("n_layers", space.n_layers.low, space.n_layers.high),
+        "n_units": trial.suggest_int("n_units", space.n_units.low, space.n_units.high, log=True),
+    }
+    l2 = space.l2_lambda
+    if l2.allow_off and trial.suggest_categorical("l2", ["on", "off"]) == "off":
+        values["l2_lambda"] = 0.0
+    else:
+        values["l2_lambda"] = trial.suggest_float("l2_lambda", l2.low, l2.high, log=True)
+    values["keep_prob"] = trial.suggest_float("keep_prob", space.keep_prob.low, space.keep_prob.high)
+    train = base.train
+    values["optimizer"] = (
+        trial.suggest_categorical("optimizer", list(space.optimizer)) if space.optimizer else train.optimizer
+    )
+    values["batch_size"] = (
+        trial.suggest_categorical("batch_size", list(space.batch_size)) if space.batch_size else train.batch_size
+    )
+    values["epochs"] = (
+        trial.suggest_int("epochs", space.epochs.low, space.epochs.high) if space.epochs else train.epochs
+    )
+    return values

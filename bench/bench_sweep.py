@@ -1,0 +1,155 @@
+"""Sweep benchmarks: worker scaling on the default sqlite study, and what pruning saves.
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_sweep.py [--trials 16] [--prune-trials 30]
+
+1. Throughput: the same fixed-size trials (digits, 2x64 hidden units, no pruner) with 1 and then
+   2 worker processes, 1 BLAS thread each. Trials per minute over the span from the first trial's
+   start to the last trial's end. Goal: 2 workers >= 1.7x one worker.
+2. Pruning: the same seeded study with the median pruner and with none. Goal: the pruned study
+   trains >= 40% fewer epochs, and its best dev error lies inside the 95% Wilson interval of the
+   unpruned study's best.
+
+The dev split here is 30% of digits (540 images), not the pipeline's 1%, so the interval means
+something. MLflow tracking is off: this measures the study engine. Prints a Markdown report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import yaml  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+from pipeline.config import load_params  # noqa: E402
+from pipeline.study import runner  # noqa: E402
+
+
+def write_split(folder: Path, seed: int = 0, dev_fraction: float = 0.3) -> int:
+    """Digits, standardized with train statistics; returns the dev size."""
+    X, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_dev = int(len(y) * dev_fraction)
+    dev, train = order[:n_dev], order[n_dev:]
+    mean, std = X[train].mean(0), X[train].std(0) + 1e-8
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, idx in (("train", train), ("dev", dev)):
+        np.save(folder / f"X_{part}.npy", ((X[idx] - mean) / std).astype(np.float32))
+        np.save(folder / f"y_{part}.npy", y[idx].astype(np.int64))
+    return n_dev
+
+
+def write_params(path: Path, *, epochs: int, fixed_size: bool, startup: int = 5) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(epochs=epochs, batch_size=64)
+    params["tune"].update(startup_trials=startup)
+    if fixed_size:  # every trial does the same work, so trials/min compares like with like
+        params["tune"]["space"].update(n_layers={"low": 2, "high": 2}, n_units={"low": 64, "high": 64})
+    path.write_text(yaml.safe_dump(params))
+
+
+def run_study(work: Path, name: str, *, n_trials: int, n_workers: int, pruner: str) -> tuple[optuna.Study, float]:
+    """A sweep through the real launcher (processes for >1 worker); returns the study and wall seconds."""
+    params = load_params(work / "params.yaml")
+    cfg = runner.config_from_params(
+        params,
+        work / "params.yaml",
+        study_name=name,
+        n_trials=n_trials,
+        n_workers=n_workers,
+        pruner=pruner,
+        threads=1,
+        data_dir=str(work / "split"),
+        storage=f"sqlite:///{work / 'studies' / 'optuna.db'}",
+        tracking=False,
+    )
+    study, cfg = runner.prepare(cfg, params, resume=False)
+    start = time.perf_counter()
+    runner.run_sweep(cfg)
+    return study, time.perf_counter() - start
+
+
+def span_minutes(study: optuna.Study) -> float:
+    trials = study.get_trials(states=runner.COUNTED)
+    start = min(t.datetime_start for t in trials)
+    end = max(t.datetime_complete for t in trials)
+    return (end - start).total_seconds() / 60
+
+
+def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return center - half, center + half
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16, help="trials per throughput run")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs per throughput trial (~1.3 s)")
+    parser.add_argument("--prune-trials", type=int, default=30, help="trials per pruning run")
+    parser.add_argument("--prune-epochs", type=int, default=30)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        work = Path(tmp)
+        n_dev = write_split(work / "split")
+        os.environ["PIPELINE_HOME"] = str(work)
+
+        print(f"## Throughput ({args.trials} trials, {args.epochs} epochs, 2x64 units, 1 BLAS thread per worker)\n")
+        print("| workers | wall s (incl. start-up) | trial span s | s per trial | trials/min | speed-up |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        write_params(work / "params.yaml", epochs=args.epochs, fixed_size=True)
+        base = None
+        for n_workers in (1, 2):
+            study, wall = run_study(
+                work, f"throughput-{n_workers}", n_trials=args.trials, n_workers=n_workers, pruner="none"
+            )
+            rate = args.trials / span_minutes(study)
+            per_trial = np.mean([t.duration.total_seconds() for t in study.get_trials(states=runner.COUNTED)])
+            base = base or rate
+            span = span_minutes(study) * 60
+            print(f"| {n_workers} | {wall:.1f} | {span:.1f} | {per_trial:.2f} | {rate:.1f} | {rate / base:.2f}x |")
+        speedup = rate / base
+        ok &= speedup >= 1.7
+        print(f"\nGoal 2 workers >= 1.7x: {'met' if speedup >= 1.7 else 'NOT met'} ({speedup:.2f}x)\n")
+
+        print(f"## Pruning ({args.prune_trials} trials, {args.prune_epochs} epochs, full search space, 1 worker)\n")
+        write_params(work / "params.yaml", epochs=args.prune_epochs, fixed_size=False)
+        results = {}
+        for pruner in ("none", "median"):
+            study, wall = run_study(work, f"prune-{pruner}", n_trials=args.prune_trials, n_workers=1, pruner=pruner)
+            trials = study.get_trials(states=runner.COUNTED)
+            epochs = sum(t.user_attrs["epochs_trained"] for t in trials)
+            n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+            results[pruner] = (epochs, study.best_value, n_pruned, wall)
+        print("| pruner | epochs trained | pruned trials | best dev error | wall s |")
+        print("| --- | --- | --- | --- | --- |")
+        for pruner, (epochs, best, n_pruned, wall) in results.items():
+            print(f"| {pruner} | {epochs} | {n_pruned} | {best:.4f} | {wall:.1f} |")
+        saved = 1 - results["median"][0] / results["none"][0]
+        low, high = wilson(results["none"][1], n_dev)
+        inside = low <= results["median"][1] <= high
+        ok &= saved >= 0.4 and inside
+        print(f"\nEpochs saved: {saved:.1%} (goal >= 40%: {'met' if saved >= 0.4 else 'NOT met'})")
+        print(
+            f"Unpruned best {results['none'][1]:.4f}, 95% Wilson interval on {n_dev} dev images "
+            f"[{low:.4f}, {high:.4f}]; pruned best {results['median'][1]:.4f}: {'inside' if inside else 'OUTSIDE'}"
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""Fixtures for the study tests: a tiny workspace, a private MLflow store, a private PostgreSQL.
+
+The PostgreSQL cluster is started once per session (initdb takes ~3 s) in a temporary folder the
+postgres user can write (the tests run as root and postgres refuses to); each test gets its own
+database. Trials train on a small synthetic split so a sweep of several processes takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def write_split(folder: Path, seed: int = 0, m_train: int = 300, m_dev: int = 60, n_x: int = 16) -> None:
+    """Three Gaussian blobs: learnable in a few epochs, hard enough that trials differ."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, m in (("train", m_train), ("dev", m_dev)):
+        y = rng.integers(0, 3, m)
+        X = 1.5 * np.eye(3, n_x)[y] + rng.normal(size=(m, n_x))
+        np.save(folder / f"X_{part}.npy", X.astype(np.float32))
+        np.save(folder / f"y_{part}.npy", y.astype(np.int64))
+
+
+def write_params(path: Path, *, n_trials: int = 6, epochs: int = 10, pruner: str = "median", **tune: object) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"].update(epochs=epochs, batch_size=32)
+    params["tune"].update(n_trials=n_trials, pruner=pruner, startup_trials=2, n_workers=1, storage=None)
+    params["tune"].update(tune)
+    path.write_text(yaml.safe_dump(params))
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipeline import tracking
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    tracking.MlflowClient(f"sqlite:///{db}").search_experiments()  # migrations once (~4 s)
+    return db
+
+
+class Workspace:
+    """A folder with params.yaml, data/split and an MLflow store, and a way to run commands in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: list[subprocess.Popen] = []
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "PIPELINE_HOME": str(root),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+
+    @property
+    def default_storage(self) -> str:
+        return f"sqlite:///{self.root / 'studies' / 'optuna.db'}"
+
+    def start(self, *args: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # signals in the tests reach only the process they target
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        """Kill what a failed test left running: launchers and their workers (which have their own sessions)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+                for pid in map(int, children.split()):
+                    os.kill(pid, signal.SIGKILL)
+                proc.kill()
+                proc.wait()
+
+    def run(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+        proc = self.start(*args)
+        out, _ = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    write_split(tmp_path / "data" / "split")
+    write_params(tmp_path / "params.yaml")
+    shutil.copyfile(mlflow_template, tmp_path / "mlflow.db")
+    ws = Workspace(tmp_path)
+    for key in ("PIPELINE_HOME", "MLFLOW_TRACKING_URI"):
+        monkeypatch.setenv(key, ws.env[key])
+    monkeypatch.chdir(tmp_path)
+    yield ws
+    ws.stop_all()
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(*cmd: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A private PostgreSQL 15 cluster on a free port; yields its base URL (no database)."""
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
+    folder.chmod(0o777)
+    data, port = folder / "data", _free_port()
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    _as_postgres(
+        str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start"
+    )
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
+    finally:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh, empty database on the session's cluster."""
+    import psycopg2
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(pg_server.replace("postgresql+psycopg2", "postgresql") + "/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return f"{pg_server}/{name}"
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.05):
+    """Poll until predicate() returns something truthy; return it (fail the test on timeout)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout} s")

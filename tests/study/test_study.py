@@ -1,0 +1,196 @@
+"""The study engine in one process: search space, objective, cap and resume, outputs."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FixedTrial, TrialState
+
+from pipeline.config import FloatRange, load_params
+from pipeline.errors import ConfigError, NumericalError, StorageError
+from pipeline.study import runner
+from pipeline.study.objective import Objective, load_split
+from pipeline.study.space import apply_params, suggest
+from pipeline.study.storage import mask_url, repo_root, resolve_url
+
+FIXED = {"learning_rate": 0.01, "n_layers": 2, "n_units": 12, "keep_prob": 0.9}
+
+
+@pytest.fixture
+def local(workspace):
+    """The workspace without MLflow: params, data and a runner config on its default sqlite file."""
+    params = load_params(workspace.root / "params.yaml")
+    cfg = runner.config_from_params(
+        params, workspace.root / "params.yaml", tracking=False, heartbeat_interval=1, grace_period=3
+    )
+    return params, cfg
+
+
+def test_suggest_gives_every_key_and_l2_off_means_zero(workspace):
+    params = load_params("params.yaml")
+    off = suggest(FixedTrial({**FIXED, "l2": "off"}), params.tune.space, params)
+    on = suggest(FixedTrial({**FIXED, "l2": "on", "l2_lambda": 0.05}), params.tune.space, params)
+    assert off["l2_lambda"] == 0.0 and on["l2_lambda"] == 0.05
+    assert set(off) == {
+        "learning_rate",
+        "n_layers",
+        "n_units",
+        "l2_lambda",
+        "keep_prob",
+        "optimizer",
+        "batch_size",
+        "epochs",
+    }
+    assert (off["optimizer"], off["batch_size"], off["epochs"]) == (params.train.optimizer, 32, 10)
+    configured = apply_params(params, on)
+    assert configured.model.hidden_layers == (12, 12)
+    assert configured.train.l2_lambda == 0.05 and configured.train.learning_rate == 0.01
+
+
+def test_suggest_stays_inside_the_space(workspace):
+    params = load_params("params.yaml")
+    space = params.tune.space
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        values = suggest(study.ask(), space, params)
+        assert space.learning_rate.low <= values["learning_rate"] <= space.learning_rate.high
+        assert space.n_layers.low <= values["n_layers"] <= space.n_layers.high
+        assert space.n_units.low <= values["n_units"] <= space.n_units.high
+        assert values["l2_lambda"] == 0 or space.l2_lambda.low <= values["l2_lambda"] <= space.l2_lambda.high
+        assert space.keep_prob.low <= values["keep_prob"] <= space.keep_prob.high
+
+
+def test_objective_records_errors_and_epochs(workspace):
+    params = load_params("params.yaml")
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.optimize(Objective(params, load_split("data/split")), n_trials=2)
+    for t in study.trials:
+        assert t.state == TrialState.COMPLETE
+        assert t.value == t.user_attrs["dev_error"] and 0 <= t.value <= 1
+        assert 0 <= t.user_attrs["train_error"] <= 1 and t.user_attrs["dev_cost"] > 0
+        assert t.user_attrs["epochs_trained"] == 10
+        assert sorted(t.intermediate_values) == list(range(1, 11))  # the pruner saw every epoch
+
+
+def test_a_diverging_trial_ends_with_its_cause_and_the_study_goes_on(workspace):
+    params = load_params("params.yaml")
+    # Learning rates near 1e250 with plain gradient descent overflow within a few epochs.
+    space = dataclasses.replace(params.tune.space, learning_rate=FloatRange(1e200, 1e300))
+    train = dataclasses.replace(params.train, optimizer="gd")
+    params = dataclasses.replace(params, train=train, tune=dataclasses.replace(params.tune, space=space))
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.optimize(Objective(params, load_split("data/split")), n_trials=4)
+    assert len(study.trials) == 4 and all(t.state != TrialState.FAIL for t in study.trials)
+    diverged = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert diverged
+    for t in diverged:
+        assert t.user_attrs["cause"].startswith("diverged at epoch")
+        assert "lower the learning rate" in t.user_attrs["cause"]
+        assert 1 <= t.user_attrs["epochs_trained"] <= 10
+
+
+def test_cap_is_total_and_a_rerun_resumes(local):
+    params, cfg = local
+    study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=3), params)
+    assert runner.run_worker(cfg) == 3
+    # A rerun with a higher cap runs only the missing trials, continuing the numbering.
+    study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=5), params, resume=True)
+    assert cfg.counted_at_start == 3
+    assert runner.run_worker(cfg) == 2
+    # At the cap, a rerun runs nothing.
+    study, cfg = runner.prepare(cfg, params, resume=True)
+    assert runner.run_worker(cfg) == 0
+    assert [t.number for t in study.get_trials(states=runner.COUNTED)] == [0, 1, 2, 3, 4]
+    assert len(study.trials) == 5
+
+
+def test_resume_flags_guard_against_mistakes(local):
+    params, cfg = local
+    with pytest.raises(StorageError, match="drop --resume"):  # no storage file yet
+        runner.prepare(cfg, params, resume=True)
+    runner.prepare(dataclasses.replace(cfg, study_name="other"), params)
+    with pytest.raises(ConfigError, match="drop --resume"):  # a storage, but not this study
+        runner.prepare(cfg, params, resume=True)
+    _, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=1), params, resume=False)
+    runner.run_worker(cfg)
+    with pytest.raises(ConfigError, match="pass --resume"):
+        runner.prepare(cfg, params, resume=False)
+
+
+def test_outputs_feed_the_train_stage(local, tmp_path):
+    params, cfg = local
+    study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=4, pruner="none"), params)
+    runner.run_worker(cfg)
+    path = runner.write_outputs(study, tmp_path / "reports" / "study")
+    best = json.loads(path.read_text())
+    assert best["study_name"] == cfg.study_name
+    assert best["value"] == study.best_value and best["trial_number"] == study.best_trial.number
+    trained = apply_params(params, best["params"])  # the train stage's one way in
+    assert trained.train.learning_rate == study.best_trial.params["learning_rate"]
+    rows = list(csv.DictReader((path.parent / "trials.csv").open()))
+    assert [int(r["number"]) for r in rows] == [t.number for t in study.trials]
+    assert {"state", "value", "learning_rate", "train_error", "dev_error", "epochs_trained"} <= set(rows[0])
+
+
+def test_no_completed_trial_is_a_numerical_error(tmp_path):
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    with pytest.raises(NumericalError, match="no completed trial"):
+        runner.write_outputs(study, tmp_path)
+    assert not (tmp_path / "best_params.json").exists()
+
+
+def test_a_killed_trial_without_heartbeat_is_failed_and_rerun(local):
+    """A trial created but never started (worker killed in between) must not block the cap."""
+    params, cfg = local
+    study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=2, pruner="none"), params)
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        study.ask()  # RUNNING, no heartbeat, no "worker" attribute
+    time.sleep(cfg.grace_period + 0.5)
+    assert runner.run_worker(cfg) == 2
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def test_storage_urls(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIPELINE_HOME", str(tmp_path))
+    assert resolve_url(None) == f"sqlite:///{tmp_path}/studies/optuna.db"
+    assert mask_url("postgresql+psycopg2://bob:s3cret@db:5432/x") == "postgresql+psycopg2://bob:***@db:5432/x"
+    with pytest.raises(ConfigError, match=r"tune\.storage"):
+        resolve_url("redis://x")
+    # A queued DVC experiment runs in a temporary copy: the study stays in the workspace.
+    monkeypatch.delenv("PIPELINE_HOME")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc"))
+    assert repo_root() == Path(tmp_path)
+
+
+def test_bad_sweep_options_are_config_errors(workspace):
+    params = load_params("params.yaml")
+    with pytest.raises(ConfigError, match="pruner"):
+        runner.config_from_params(params, "params.yaml", pruner="sometimes")
+    with pytest.raises(ConfigError, match="workers"):
+        runner.config_from_params(params, "params.yaml", n_workers=0)
+
+
+def test_a_changed_search_space_on_an_old_study_is_a_config_error(workspace):
+    params = load_params("params.yaml")
+    wide = dataclasses.replace(params.tune.space, optimizer=("adam", "momentum"))
+    study = optuna.create_study()
+    study.optimize(
+        Objective(
+            dataclasses.replace(params, tune=dataclasses.replace(params.tune, space=wide)), load_split("data/split")
+        ),
+        n_trials=1,
+    )
+    narrow = dataclasses.replace(params.tune.space, optimizer=("adam",))
+    objective = Objective(
+        dataclasses.replace(params, tune=dataclasses.replace(params.tune, space=narrow)), load_split("data/split")
+    )
+    with pytest.raises(ConfigError, match=r"new tune\.study_name"):
+        study.optimize(objective, n_trials=1)
