@@ -46,6 +46,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import DataError, StorageError
+from pipeline.paths import repo_root
 
 __all__ = [
     "TrialRun",
@@ -70,27 +71,6 @@ INFERENCE_CODE = ("__init__.py", "errors.py", "nn/*.py", "data/__init__.py", "da
 
 
 # --- where the store lives ---------------------------------------------------------------------
-
-
-def repo_root(start: str | Path | None = None) -> Path:
-    """The workspace root: PIPELINE_HOME, else DVC_ROOT, else the nearest .dvc/.git folder upward."""
-    for var in ("PIPELINE_HOME", "DVC_ROOT"):
-        if os.environ.get(var):
-            return _outside_exp_copy(Path(os.environ[var]).resolve())
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".dvc").is_dir() or (folder / ".git").exists():
-            return _outside_exp_copy(folder)
-    return here
-
-
-def _outside_exp_copy(path: Path) -> Path:
-    # A queued experiment runs in <workspace>/.dvc/tmp/exps/<tmp>, a git clone of its own.
-    parts = path.parts
-    for i in range(len(parts) - 2):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return path
 
 
 def tracking_uri() -> str:
@@ -197,8 +177,13 @@ def prepare_study_run(study_name: str, experiment: str | None = None, tags: Mapp
     return run.info.run_id
 
 
-def finish_study_run(parent_run_id: str, study: optuna.Study) -> None:
-    """Log the study's outcome to its parent run (best params and value, importances, plots); end it FINISHED."""
+def finish_study_run(parent_run_id: str, study: optuna.Study, status: str = "FINISHED") -> None:
+    """Log the study's outcome so far to its parent run (best params and value, importances, plots).
+
+    The run ends with ``status``: FINISHED, or KILLED for a sweep cut short by Ctrl-C.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     client = _client()
     counts = {state.name.lower(): 0 for state in optuna.trial.TrialState}
     for t in study.get_trials(deepcopy=False):
@@ -229,7 +214,7 @@ def finish_study_run(parent_run_id: str, study: optuna.Study) -> None:
     if importances:
         client.log_dict(parent_run_id, importances, "importances.json")
     _log_study_plots(client, parent_run_id, study, with_importances=bool(importances))
-    client.set_terminated(parent_run_id, "FINISHED")
+    client.set_terminated(parent_run_id, status)
 
 
 def _importances(study: optuna.Study) -> dict[str, float]:
@@ -488,6 +473,23 @@ def log_to_run(
             client.log_artifact(run_id, str(path), artifact_dir)
     except (MlflowException, SQLAlchemyError) as e:
         raise StorageError(f"MLflow store {tracking_uri()}: {_reason(e)}; check MLFLOW_TRACKING_URI") from None
+
+
+def tag_runs(run_tags: Mapping[str, Mapping[str, Any]]) -> int:
+    """Set tags on existing runs (any status); runs deleted since are skipped. Return how many were tagged."""
+    client, tagged = _client(), 0
+    try:
+        for run_id, tags in run_tags.items():
+            try:
+                _batched(client, run_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
+            except MlflowException as e:
+                if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                continue
+            tagged += 1
+    except (MlflowException, SQLAlchemyError) as e:
+        raise StorageError(f"MLflow store {tracking_uri()}: {_reason(e)}; check MLFLOW_TRACKING_URI") from None
+    return tagged
 
 
 def parent_run_of(run_id: str) -> str | None:

@@ -239,13 +239,13 @@ def run_sweep(cfg: SweepConfig, callbacks: Sequence[TrialCallback] = ()) -> list
     return codes
 
 
-def finish(study: optuna.Study, cfg: SweepConfig) -> None:
+def finish(study: optuna.Study, cfg: SweepConfig, status: str = "FINISHED") -> None:
     """End the sweep: fail what dead workers left, close the parent run with the study's outcome."""
     clean_up(study, cfg)
     if cfg.parent_run_id is not None:
         from pipeline import tracking
 
-        tracking.finish_study_run(cfg.parent_run_id, study)
+        tracking.finish_study_run(cfg.parent_run_id, study, status)
 
 
 # --- worker --------------------------------------------------------------------------------------

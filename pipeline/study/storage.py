@@ -28,35 +28,12 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
 from pipeline.errors import ConfigError, StorageError
+from pipeline.paths import repo_root
 
 DEFAULT_DB = Path("studies") / "optuna.db"
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 30  # a RUNNING trial silent this long belongs to a dead worker
 SQLITE_TIMEOUT = 60  # seconds a writer waits for sqlite's lock before "database is locked"
-
-
-def repo_root() -> Path:
-    """The folder holding the shared study storage; the same rule as ``pipeline.tracking.repo_root``.
-
-    Kept here so that opening a study does not import mlflow (1.5 s).
-    """
-    for var in ("PIPELINE_HOME", "DVC_ROOT"):
-        if os.environ.get(var):
-            return _outside_exp_copy(Path(os.environ[var]).resolve())
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".dvc").is_dir() or (folder / ".git").exists():
-            return _outside_exp_copy(folder)
-    return here
-
-
-def _outside_exp_copy(path: Path) -> Path:
-    # A queued experiment runs in <workspace>/.dvc/tmp/exps/<tmp>: share the workspace's study.
-    parts = path.parts
-    for i in range(len(parts) - 2):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return path
 
 
 def resolve_url(storage: str | None) -> str:

@@ -65,8 +65,10 @@ def sweep(cfg: runner.SweepConfig, params: Params, *, resume: bool | None) -> op
     )
     try:
         codes = runner.run_sweep(cfg, [TrialPrinter(cfg)])
-    finally:  # also on Ctrl-C: fail what was cut short, close the parent run
-        runner.finish(study, cfg)
+    except KeyboardInterrupt:  # fail what was cut short, close the parent run as KILLED
+        runner.finish(study, cfg, status="KILLED")
+        raise
+    runner.finish(study, cfg)
     for i, code in enumerate(codes):
         if code < 0:
             print(f"worker {i} was killed by signal {-code}; the heartbeat failed its trial for a retry")

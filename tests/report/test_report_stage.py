@@ -150,6 +150,6 @@ def test_publish_tags_trials_and_logs_to_the_parent(
     assert logged == {"report/diagnosis.md", "report/report.html", "report/diagnosis.json"}
     assert client.get_run(parent).data.tags["diagnosis"] == report.summary["verdict"]
     # the back-fill alone re-tags every trial run of the study (a 100-point tolerance: all good fits)
-    assert backfill_regimes(read_trials(trials_csv), rp.human_error, 1.0, client) == 4
+    assert backfill_regimes(read_trials(trials_csv), rp.human_error, 1.0) == 4
     assert {client.get_run(r).data.tags[REGIME_TAG] for r in report.run_ids} == {"good fit"}
-    assert tag_regimes(client, {"0" * 32: "overfit", report.run_ids[0]: "overfit"}) == 1  # a deleted run is skipped
+    assert tag_regimes({"0" * 32: "overfit", report.run_ids[0]: "overfit"}) == 1  # a deleted run is skipped

@@ -127,6 +127,10 @@ def test_ctrl_c_marks_the_trial_exits_130_and_the_next_sweep_resumes(workspace, 
         if "mlflow_run_id" in t.user_attrs:  # absent when interrupted before its run was opened
             assert runs[t.user_attrs["mlflow_run_id"]].info.status == "KILLED"
     assert all(r.info.status != "RUNNING" for r in runs.values())
+    parent = tracking.MlflowClient(workspace.env["MLFLOW_TRACKING_URI"]).get_run(
+        study.user_attrs["mlflow_parent_run_id"]
+    )
+    assert parent.info.status == "KILLED"  # the interrupted sweep's parent run is not FINISHED
 
     result = workspace.run("sweep", "--resume", "--workers", str(workers), *FAST_HEARTBEAT)
     assert result.returncode == 0, result.stdout
