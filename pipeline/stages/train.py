@@ -14,12 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline import nn
 from pipeline.config import Params, load_params
 from pipeline.data.io import atomic_write_json, read_json
-from pipeline.data.store import MODEL_STEM, load_normalizer, load_split
+from pipeline.data.store import MODEL_STEM, PREPARED_DIR, load_normalizer, load_split
 from pipeline.errors import DataError, NumericalError
-from pipeline.study.space import apply_params
+from pipeline.study.space import apply_params, trial_seed
 
 BEST_PARAMS = Path("reports/study/best_params.json")
 HISTORY = Path("reports/train_history.json")
@@ -27,33 +29,60 @@ METRICS = Path("reports/train.json")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """No options beyond --params."""
+    parser.add_argument(
+        "--no-tracking", dest="tracking", action="store_false", help="do not log and register the model in MLflow"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    m = train(load_params(args.params))
+    params = load_params(args.params)
+    m = train(params)
     print(
         f"train: train_error={m['train_error']:.4f} dev_error={m['dev_error']:.4f} after {m['epochs']} epochs "
         f"({m['seconds']:.1f} s, settings from {m['settings_from']}) -> {MODEL_STEM}.npz"
     )
+    if args.tracking:
+        print(f"train: model logged to MLflow as {log_model(params, m)}")
     return 0
 
 
-def resolve_settings(params: Params, root: str | Path = ".") -> tuple[Params, str]:
-    """Apply the study's best parameters if asked to and available; say where the settings came from."""
+def resolve_settings(params: Params, root: str | Path = ".") -> tuple[Params, np.random.Generator | int, str]:
+    """Apply the study's best trial if asked to and available: its parameters and its random
+    stream, so the final network is exactly the one the study scored. Also say where they came from."""
     path = Path(root) / BEST_PARAMS
     if not (params.train.use_study_best and path.exists()):
-        return params, "params.yaml"
+        return params, params.seed, "params.yaml"
     best = read_json(path)
     if not isinstance(best, dict) or not isinstance(best.get("params"), dict):
         raise DataError(f"{path}: expected an object with a 'params' mapping; rerun the tune stage")
-    return apply_params(params, best["params"]), f"study trial {best.get('trial_number')}"
+    number = best.get("trial_number")
+    if not isinstance(number, int):
+        raise DataError(f"{path}: 'trial_number' must be an integer; rerun the tune stage")
+    return apply_params(params, best["params"]), trial_seed(params.seed, number), f"study trial {number}"
+
+
+def log_model(params: Params, metrics: dict[str, Any], root: Path = Path(".")) -> str:
+    """Log the saved model to MLflow pickle-free, register it and set its alias; return its URI."""
+    from pipeline import tracking  # imports mlflow (~1.5 s): only when tracking is on
+
+    best = read_json(root / BEST_PARAMS) if (root / BEST_PARAMS).exists() else {}
+    study = best.get("study_name") or params.tune.study_name
+    raw = np.asarray(np.load(root / PREPARED_DIR / "X.npy", mmap_mode="r")[:5])  # raw rows set the input schema
+    return tracking.log_final_model(
+        root / MODEL_STEM,
+        params.tracking.model_name,
+        params.tracking.model_alias,
+        experiment=params.tracking.experiment or study,
+        input_example=raw,
+        metrics={"train_error": metrics["train_error"], "dev_error": metrics["dev_error"]},
+        tags={"settings_from": metrics["settings_from"], "optuna.study": study},
+    )
 
 
 def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     """Train, save the model and the reports; return the metrics written to reports/train.json."""
     root = Path(root)
-    params, settings_from = resolve_settings(params, root)
+    params, seed, settings_from = resolve_settings(params, root)
     X, y = load_split("train", root)
     X_dev, y_dev = load_split("dev", root)
     normalizer, norm_doc = load_normalizer(root)
@@ -63,12 +92,12 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
         arch = nn.Architecture.build(
             X.shape[1], len(classes), model.hidden_layers, model.hidden_activation, model.init, model.dtype
         )
-        hp = nn.TrainParams(**asdict(params.train))
+        hp = params.train
     except ValueError as e:
         raise DataError(f"train: cannot build the network ({e})") from None
     try:
         # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
-        result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=params.seed)
+        result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=seed)
     except nn.Diverged as e:
         raise NumericalError(f"train: {e}") from None
 

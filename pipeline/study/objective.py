@@ -9,7 +9,6 @@ on and the sampler learns to avoid that region. User attributes written per tria
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -23,7 +22,8 @@ import optuna
 from pipeline import nn
 from pipeline.config import Params
 from pipeline.errors import ConfigError, DataError
-from pipeline.study.space import apply_params, suggest
+from pipeline.report.diagnosis import REGIME_TAG, regime
+from pipeline.study.space import apply_params, suggest, trial_seed
 
 SPLIT_FILES = ("X_train", "y_train", "X_dev", "y_dev")
 
@@ -117,7 +117,11 @@ class Objective:
             raise
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        self._end_run(run, "FINISHED", {f"final_{k}": v for k, v in metrics.items()}, None)
+        rp = self.base.report  # the report stage labels trials by the same rule
+        label = regime(metrics["train_error"], metrics["dev_error"], rp.human_error, rp.tolerance)
+        trial.set_user_attr(REGIME_TAG, label)
+        if run is not None:
+            run.end("FINISHED", {f"final_{k}": v for k, v in metrics.items()}, {REGIME_TAG: label})
         return metrics["dev_error"]
 
     def _train(self, trial: optuna.Trial, params: Params, run: Any) -> dict[str, float]:
@@ -130,7 +134,7 @@ class Objective:
             params.model.init,
             params.model.dtype,
         )
-        hp = nn.TrainParams(**dataclasses.asdict(params.train))
+        hp = params.train
 
         def report(log: nn.EpochLog) -> None:
             if self.checkpoint is not None:
@@ -143,9 +147,8 @@ class Objective:
                 raise optuna.TrialPruned(cause)
 
         callbacks = [report] if run is None else [run.on_epoch, report]
-        # One stream per (seed, trial number): a retried trial trains exactly as the original.
-        rng = np.random.default_rng([self.base.seed, trial.number])
-        result = nn.fit(d.X_train, d.y_train, arch, hp, X_dev=d.X_dev, y_dev=d.y_dev, seed=rng, callbacks=callbacks)
+        seed = trial_seed(self.base.seed, trial.number)
+        result = nn.fit(d.X_train, d.y_train, arch, hp, X_dev=d.X_dev, y_dev=d.y_dev, seed=seed, callbacks=callbacks)
         scored = result.history[result.best_epoch - 1] if hp.patience else result.history[-1]
         return {
             "train_error": nn.error_rate(d.X_train, d.y_train, result.weights, arch),

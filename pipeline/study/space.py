@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipeline.config import Params, SpaceParams
 from pipeline.errors import ConfigError
 
@@ -69,3 +71,12 @@ def suggest(trial: optuna.Trial, space: SpaceParams, base: Params) -> dict[str, 
         trial.suggest_int("epochs", space.epochs.low, space.epochs.high) if space.epochs else train.epochs
     )
     return values
+
+
+def trial_seed(seed: int, trial_number: int) -> np.random.Generator:
+    """The random stream of one trial, from the study seed and the trial number.
+
+    A retried trial trains exactly as the original, and the final train stage, given the best
+    trial's parameters and number, trains exactly the network the study scored.
+    """
+    return np.random.default_rng([seed, trial_number])

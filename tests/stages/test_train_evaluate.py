@@ -33,7 +33,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(*argv: str) -> int:
-    return main([*argv, "--params", "params.yaml"])
+    tracking = ["--no-tracking"] if argv[0] == "train" else []  # MLflow logging is tested in tests/tracking
+    return main([*argv, "--params", "params.yaml", *tracking])
 
 
 def read(path: str) -> object:
@@ -137,3 +138,24 @@ def test_evaluate_refuses_missing_or_stale_models(repo: Path, capsys: pytest.Cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "differently normalized data" in err[0]
     assert not Path("reports/metrics.json").exists()
+
+
+def test_the_final_model_is_exactly_the_best_trial(repo: Path) -> None:
+    """Same parameters and the same random stream: the shipped network is the one the study scored."""
+    import optuna
+
+    from pipeline.config import load_params
+    from pipeline.study.objective import Objective, load_split
+    from pipeline.study.runner import write_outputs
+
+    write_params(repo, {**FAST, "train": {"epochs": 4, "use_study_best": True}})
+    params = load_params("params.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.optimize(Objective(params, load_split("data/split")), n_trials=3)
+    write_outputs(study, "reports/study")
+    assert cli("train") == 0
+    trained = read("reports/train.json")
+    best = study.best_trial
+    assert trained["settings_from"] == f"study trial {best.number}"
+    assert trained["dev_error"] == best.user_attrs["dev_error"]
+    assert trained["train_error"] == best.user_attrs["train_error"]
