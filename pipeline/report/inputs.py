@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.data.io import load_npy, read_json
 from pipeline.errors import DataError
 from pipeline.report.trials import TrialRow, read_trials
@@ -39,7 +37,7 @@ class ReportInputs:
     trials: list[TrialRow] | None = None
     model: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
-    sizes: dict[str, int] = field(default_factory=dict)  # examples per split, from data/split/y_*.npy
+    sizes: dict[str, int] = field(default_factory=dict)  # examples per split, from reports/split.json
     n_x: int | None = None
     balance: dict[str, dict[int, int]] = field(default_factory=dict)  # split -> class -> count
     missing: dict[str, str] = field(default_factory=dict)  # input name -> why it is absent
@@ -60,20 +58,20 @@ def load_inputs(root: Path) -> ReportInputs:
         if name == "history":
             value = _history(value, path)
         setattr(inputs, name, value)
-    for split in SPLITS:
-        y_path = root / "data/split" / f"y_{split}.npy"
-        if not y_path.exists():
-            continue
-        y = np.asarray(load_npy(y_path))
-        if len(y) == 0:
-            continue  # the empty train-dev files written when split.train_dev is 0
-        inputs.sizes[split] = len(y)
-        classes, counts = np.unique(y, return_counts=True)
-        inputs.balance[split] = {int(c): int(k) for c, k in zip(classes, counts, strict=True)}
-        if split == "train":
-            inputs.n_x = int(load_npy(root / "data/split/X_train.npy").shape[1])
+    # Sizes and class balance come from the split stage's report: evaluate stays the only stage
+    # that opens the test split.
+    split_report = inputs.split or {}
+    counts = split_report.get("class_counts") or {}
+    for split, n in (split_report.get("sizes") or {}).items():
+        if split in SPLITS and isinstance(n, int) and n > 0:  # train_dev is empty when split.train_dev is 0
+            inputs.sizes[split] = n
+            per_class = counts.get(split) or {}
+            inputs.balance[split] = {i: int(k) for i, k in enumerate(per_class.values()) if k}
+    X_train = root / "data/split/X_train.npy"
+    if X_train.exists():
+        inputs.n_x = int(load_npy(X_train).shape[1])
     if "train" not in inputs.sizes:
-        inputs.missing["data"] = "data/split/y_train.npy not found (run dvc repro split)"
+        inputs.missing["data"] = "reports/split.json has no train split (run dvc repro split)"
     return inputs
 
 

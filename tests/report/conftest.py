@@ -57,9 +57,9 @@ def build_project(root: Path, params: Params, n_trials: int = 4, train_dev: bool
         np.save(split / f"y_{name}.npy", y[a:b])
     classes = [str(c) for c in range(10)]
     _write(split / "normalizer.json", {"classes": classes, "image_shape": [8, 8], "source": "digits"})
-    _write(
-        root / "reports/split.json", {"sizes": {k: b - a for k, (a, b) in bounds.items()}, "duplicates": {"count": 0}}
-    )
+    counts = {k: {c: int(np.sum(y[a:b] == i)) for i, c in enumerate(classes)} for k, (a, b) in bounds.items()}
+    sizes = {k: b - a for k, (a, b) in bounds.items()}
+    _write(root / "reports/split.json", {"sizes": sizes, "class_counts": counts, "duplicates": {"count": 0}})
 
     Xtr, ytr, Xdv, ydv = (
         X[:300].T if not train_dev else X[:260].T,
