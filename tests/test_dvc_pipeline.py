@@ -20,7 +20,7 @@ import yaml
 
 from tests.data.helpers import REPO, tree_bytes
 
-OUR_STAGES = ("prepare", "split", "train", "evaluate")
+OUR_STAGES = ["prepare", "split", "train", "evaluate", "tune", "report"]
 # Keep every stage tiny (sections other engineers own are only touched where present); train uses
 # params.yaml, not the study winner, so the checks below do not depend on what the study found.
 OVERRIDES = {"train": {"epochs": 3, "use_study_best": False}, "model": {"hidden_layers": [16]}, "tune": {"n_trials": 2}}
@@ -122,8 +122,15 @@ def test_dvc_pipeline_on_a_fresh_copy(tmp_path: Path) -> None:
     assert {"train", "evaluate"} <= expected and not {"prepare", "split"} & expected
     assert ran(third) == expected, third
 
-    assert "train.epochs" in sh(repo, "dvc", "params", "diff", env=env).stdout
-    diff = sh(repo, "dvc", "metrics", "diff", env=env).stdout
+    # A key the study searches over (its value is replaced in every trial) reruns train, not the study.
+    sh(repo, *git, "add", "-A", env=env)
+    sh(repo, *git, "commit", "-qm", "epochs", env=env)
+    set_param(params, "train", "learning_rate", 0.002)
+    fourth = sh(repo, "dvc", "repro", env=env).stdout
+    assert ran(fourth) == {"train", "evaluate", "report"}, fourth
+
+    assert "train.learning_rate" in sh(repo, "dvc", "params", "diff", env=env).stdout
+    diff = sh(repo, "dvc", "metrics", "diff", "--all", env=env).stdout
     assert "reports/train.json" in diff and "epochs" in diff
     shown = sh(repo, "dvc", "metrics", "show", env=env).stdout
     assert "reports/metrics.json" in shown and "test_error" in shown
