@@ -265,7 +265,11 @@ def _learning_curve(inputs: ReportInputs, params: Params, best: dict[str, Any]) 
         return [], [f"needs the train and dev splits: {inputs.why_missing('data') or 'dev split missing'}"]
     if not params.report.learning_curve_fractions:
         return [], ["report.learning_curve_fractions is empty"]
-    config = apply_params(params, best) if best and params.train.use_study_best else params
+    from_study = bool(best) and params.train.use_study_best
+    config = apply_params(params, best) if from_study else params
+    number = (inputs.best or {}).get("trial_number")
+    # the train stage's stream: the best trial's when it trains on the study's settings
+    seed = [params.seed, number] if from_study and isinstance(number, int) else params.seed
     X, y = load_split("train", inputs.root)
     X_dev, y_dev = load_split("dev", inputs.root)
     n_classes = len((inputs.meta or {}).get("classes") or []) or int(max(y.max(), y_dev.max())) + 1
@@ -277,9 +281,9 @@ def _learning_curve(inputs: ReportInputs, params: Params, best: dict[str, Any]) 
         X_dev,
         y_dev,
         arch,
-        nn.TrainParams(**asdict(config.train)),
+        config.train,
         params.report.learning_curve_fractions,
-        params.seed,
+        seed,
     )
 
 

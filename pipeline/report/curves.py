@@ -31,9 +31,13 @@ def learning_curve(
     arch: Architecture,
     hp: TrainParams,
     fractions: Sequence[float],
-    seed: int,
+    seed: int | Sequence[int],
 ) -> tuple[list[CurvePoint], list[str]]:
-    """Fit on growing fractions of the train rows ``(m, n_x)``; return the points and a note per skipped fraction."""
+    """Fit on growing fractions of the train rows ``(m, n_x)``; return the points and a note per skipped fraction.
+
+    Every fit starts from a fresh generator of ``seed`` (e.g. the best trial's ``[seed, trial number]``),
+    so the point at fraction 1 is exactly the final model.
+    """
     m = len(y_train)
     order = np.random.default_rng(seed).permutation(m)
     X_dev_cols = np.asarray(X_dev).T
@@ -43,7 +47,7 @@ def learning_curve(
         idx = np.sort(order[:k])  # sorted: the memory-mapped rows are read in file order
         X, y = np.asarray(X_train[idx]).T, np.asarray(y_train[idx])
         try:
-            result = fit(X, y, arch, hp, seed=seed)
+            result = fit(X, y, arch, hp, seed=np.random.default_rng(seed))
         except Diverged as e:
             notes.append(f"fraction {fraction:g} (m={k}) skipped: {e}")
             continue

@@ -40,3 +40,22 @@ def test_a_diverging_fraction_is_skipped_with_a_note(monkeypatch: pytest.MonkeyP
     points, notes = learning_curve(X, y, Xd, yd, arch, nn.TrainParams(epochs=2), [0.25, 1.0], seed=1)
     assert [p.m for p in points] == [200]
     assert notes == ["fraction 0.25 (m=50) skipped: cost became nan at epoch 3: lower the learning rate"]
+
+
+def test_the_full_fraction_is_exactly_the_final_model() -> None:
+    """With the best trial's stream, the curve's last point is the network the train stage ships."""
+    from sklearn.datasets import load_digits
+
+    from pipeline.nn import Architecture, TrainParams, error_rate, fit
+    from pipeline.study.space import trial_seed
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    X_train, y_train, X_dev, y_dev = X[:400], y[:400], X[400:500], y[400:500]
+    arch = Architecture.build(64, 10, (16,))
+    hp = TrainParams(epochs=5, batch_size=32, learning_rate=0.01, keep_prob=0.8)
+    points, _ = learning_curve(X_train, y_train, X_dev, y_dev, arch, hp, [0.5, 1.0], [7, 3])
+    final = fit(X_train.T, y_train, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=trial_seed(7, 3))
+    assert points[-1].m == 400
+    assert points[-1].train_error == error_rate(X_train.T, y_train, final.weights, arch)
+    assert points[-1].dev_error == error_rate(X_dev.T, y_dev, final.weights, arch)
