@@ -3,7 +3,8 @@
 Checks: ``dvc repro`` runs every stage; a second ``dvc repro`` runs nothing; changing one train
 param reruns exactly the stages that read it and those downstream; ``dvc exp run -S`` works;
 ``dvc metrics show/diff`` and ``dvc params diff`` show our files; a failing stage under ``dvc repro``
-leaves the previous outputs in place.
+leaves the previous outputs in place; queued experiments (which run in temporary copies) add to
+the workspace's study and MLflow store.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,8 +69,11 @@ def affected_by(dvc_yaml: dict, param: str) -> set[str]:
     return hit
 
 
-@pytest.mark.slow
-def test_dvc_pipeline_on_a_fresh_copy(tmp_path: Path) -> None:
+GIT = ("git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false")
+
+
+def fresh_copy(tmp_path: Path, tracking_uri: str | None) -> tuple[Path, dict[str, str]]:
+    """The tracked and untracked-not-ignored files of this checkout in a new git repository."""
     repo = tmp_path / "repo"
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
@@ -96,16 +101,25 @@ def test_dvc_pipeline_on_a_fresh_copy(tmp_path: Path) -> None:
         "PYTHONPATH": "",
         "DVC_NO_ANALYTICS": "1",
         "OPENBLAS_NUM_THREADS": "1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "GIT_AUTHOR_NAME": "t",
         "GIT_AUTHOR_EMAIL": "t@example.com",
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@example.com",
     }
-    git = ("git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false")
-    sh(repo, *git, "init", "-q", env=env)
-    sh(repo, *git, "add", "-A", env=env)
-    sh(repo, *git, "commit", "-qm", "fresh clone", env=env)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PIPELINE_HOME", None)
+    if tracking_uri is not None:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    sh(repo, *GIT, "init", "-q", env=env)
+    sh(repo, *GIT, "add", "-A", env=env)
+    sh(repo, *GIT, "commit", "-qm", "fresh clone", env=env)
+    return repo, env
+
+
+@pytest.mark.slow
+def test_dvc_pipeline_on_a_fresh_copy(tmp_path: Path) -> None:
+    repo, env = fresh_copy(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = repo / "params.yaml"
 
     first = sh(repo, "dvc", "repro", env=env).stdout
     assert set(OUR_STAGES) <= ran(first), first
@@ -114,8 +128,8 @@ def test_dvc_pipeline_on_a_fresh_copy(tmp_path: Path) -> None:
     second = sh(repo, "dvc", "repro", env=env).stdout
     assert ran(second) == set() and "Data and pipelines are up to date" in second, second
 
-    sh(repo, *git, "add", "-A", env=env)
-    sh(repo, *git, "commit", "-qm", "outputs", env=env)
+    sh(repo, *GIT, "add", "-A", env=env)
+    sh(repo, *GIT, "commit", "-qm", "outputs", env=env)
     set_param(params, "train", "epochs", 4)
     third = sh(repo, "dvc", "repro", env=env).stdout
     expected = affected_by(yaml.safe_load((repo / "dvc.yaml").read_text()), "train.epochs")
@@ -123,8 +137,8 @@ def test_dvc_pipeline_on_a_fresh_copy(tmp_path: Path) -> None:
     assert ran(third) == expected, third
 
     # A key the study searches over (its value is replaced in every trial) reruns train, not the study.
-    sh(repo, *git, "add", "-A", env=env)
-    sh(repo, *git, "commit", "-qm", "epochs", env=env)
+    sh(repo, *GIT, "add", "-A", env=env)
+    sh(repo, *GIT, "commit", "-qm", "epochs", env=env)
     set_param(params, "train", "learning_rate", 0.002)
     fourth = sh(repo, "dvc", "repro", env=env).stdout
     assert ran(fourth) == {"train", "evaluate", "report"}, fourth
@@ -171,3 +185,43 @@ def test_stage_deps_declare_every_module_the_stage_imports(stage: str) -> None:
         if not f.endswith("__init__.py") and not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)
     }
     assert not undeclared, f"dvc.yaml stage {stage} does not list {sorted(undeclared)}"
+
+
+@pytest.mark.slow
+def test_queued_experiments_share_the_workspace_study_and_mlflow_store(tmp_path: Path) -> None:
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    repo, env = fresh_copy(tmp_path, tracking_uri=None)  # the default store: <repo>/mlflow.db
+    sh(repo, "dvc", "repro", env=env)
+    storage = f"sqlite:///{repo / 'studies' / 'optuna.db'}"
+    study_name = yaml.safe_load((repo / "params.yaml").read_text())["tune"]["study_name"]
+    assert len(optuna.load_study(study_name=study_name, storage=storage).trials) == 2
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+    def run_names() -> list[str]:
+        experiment = client.get_experiment_by_name(study_name)
+        return sorted(r.info.run_name for r in client.search_runs([experiment.experiment_id], max_results=1000))
+
+    assert [n for n in run_names() if n.startswith("trial-")] == ["trial-0", "trial-1"]
+    assert len(client.search_model_versions("name = 'digits-mlp'")) == 1
+
+    sh(repo, *GIT, "add", "-A", env=env)
+    sh(repo, *GIT, "commit", "-qm", "outputs", env=env)
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "tune.n_trials=3", env=env)
+    sh(repo, "dvc", "queue", "start", env=env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        status = sh(repo, "dvc", "queue", "status", env=env).stdout
+        if "Success" in status or "Failed" in status:
+            break
+        time.sleep(2)
+    assert "Success" in status, status + sh(repo, "dvc", "queue", "logs", "--follow", env=env, ok=False).stdout
+
+    # the experiment ran in .dvc/tmp/exps/<copy>, yet resumed the workspace's study (2 -> 3 trials)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert len(study.trials) == 3
+    names = run_names()  # and logged its runs to the workspace's MLflow store
+    assert [n for n in names if n.startswith("trial-")] == ["trial-0", "trial-1", "trial-2"]
+    assert len([n for n in names if n.startswith("sweep-")]) == 2  # one parent run per sweep
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
