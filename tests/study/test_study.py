@@ -95,6 +95,21 @@ def test_a_diverging_trial_ends_with_its_cause_and_the_study_goes_on(workspace):
         assert 1 <= t.user_attrs["epochs_trained"] <= 10
 
 
+def test_the_pruner_named_in_params_prunes_on_dev_cost(workspace):
+    params = load_params("params.yaml")
+    kinds = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner}
+    for name, kind in {**kinds, "none": optuna.pruners.NopPruner}.items():
+        assert isinstance(runner.PRUNERS[name](params), kind)
+    for name in kinds:  # each prunes some trials of a small seeded study, and completes others
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), pruner=runner.PRUNERS[name](params))
+        study.optimize(Objective(params, load_split("data/split")), n_trials=14)
+        states = {t.state for t in study.trials}
+        assert {TrialState.PRUNED, TrialState.COMPLETE} <= states, name
+        pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+        assert all(t.user_attrs["cause"].startswith("pruned at epoch") for t in pruned)
+        assert all(t.user_attrs["epochs_trained"] < 10 for t in pruned)
+
+
 def test_cap_is_total_and_a_rerun_resumes(local):
     params, cfg = local
     study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=3), params)
