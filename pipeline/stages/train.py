@@ -22,6 +22,7 @@ from pipeline.data.io import atomic_write_json, read_json
 from pipeline.data.store import MODEL_STEM, PREPARED_DIR, load_normalizer, load_split
 from pipeline.errors import DataError, NumericalError
 from pipeline.study.space import apply_params, trial_seed
+from pipeline.threads import blas_threads_for, limit_blas_threads
 
 BEST_PARAMS = Path("reports/study/best_params.json")
 HISTORY = Path("reports/train_history.json")
@@ -97,7 +98,8 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
         raise DataError(f"train: cannot build the network ({e})") from None
     try:
         # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
-        result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=seed)
+        with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
+            result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=seed)
     except nn.Diverged as e:
         raise NumericalError(f"train: {e}") from None
 

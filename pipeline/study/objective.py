@@ -24,6 +24,7 @@ from pipeline.config import Params
 from pipeline.errors import ConfigError, DataError
 from pipeline.report.diagnosis import REGIME_TAG, regime
 from pipeline.study.space import apply_params, suggest, trial_seed
+from pipeline.threads import blas_threads_for, limit_blas_threads
 
 SPLIT_FILES = ("X_train", "y_train", "X_dev", "y_dev")
 
@@ -65,7 +66,9 @@ def load_split(folder: str | Path) -> Split:
 class Objective:
     """Callable for ``study.optimize``: suggest, train with ``pipeline.nn.fit``, return dev error.
 
-    ``parent_run_id`` None means no MLflow runs. ``on_start`` runs first thing in every trial
+    ``parent_run_id`` None means no MLflow runs. ``threads``: BLAS threads for every trial (1 when
+    several workers share the cores); None lets each trial choose by its network's size.
+    ``on_start`` runs first thing in every trial
     (the worker releases its claim lock there), ``checkpoint`` before every epoch's report (the
     worker raises KeyboardInterrupt there after Ctrl-C, outside any storage write).
     """
@@ -75,6 +78,7 @@ class Objective:
     parent_run_id: str | None = None
     on_start: Callable[[], None] | None = None
     checkpoint: Callable[[], None] | None = None
+    threads: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         run = None
@@ -148,7 +152,11 @@ class Objective:
 
         callbacks = [report] if run is None else [run.on_epoch, report]
         seed = trial_seed(self.base.seed, trial.number)
-        result = nn.fit(d.X_train, d.y_train, arch, hp, X_dev=d.X_dev, y_dev=d.y_dev, seed=seed, callbacks=callbacks)
+        threads = self.threads or blas_threads_for(arch.layer_dims, hp.batch_size or d.X_train.shape[1])
+        with limit_blas_threads(threads):
+            result = nn.fit(
+                d.X_train, d.y_train, arch, hp, X_dev=d.X_dev, y_dev=d.y_dev, seed=seed, callbacks=callbacks
+            )
         scored = result.history[result.best_epoch - 1] if hp.patience else result.history[-1]
         return {
             "train_error": nn.error_rate(d.X_train, d.y_train, result.weights, arch),

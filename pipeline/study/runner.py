@@ -40,7 +40,6 @@ from pipeline.config import Params, load_params
 from pipeline.errors import ConfigError, NumericalError, PipelineError, StorageError
 from pipeline.study.objective import Objective, load_split
 from pipeline.study.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, mask_url, open_storage, resolve_url
-from pipeline.threads import limit_blas_threads
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that use up the trial cap
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
@@ -58,7 +57,7 @@ class SweepConfig:
     timeout: float | None = None  # seconds from the sweep's start; no trial starts after it
     pruner: str = "median"
     data_dir: str = "data/split"
-    threads: int | None = None  # BLAS threads per worker; None: 1 with several workers, else unlimited
+    threads: int | None = None  # BLAS threads per worker; None: 1 with several workers, else chosen per trial
     heartbeat_interval: int = HEARTBEAT_INTERVAL
     grace_period: int = GRACE_PERIOD
     tracking: bool = True
@@ -268,12 +267,13 @@ def run_worker(cfg: SweepConfig, worker_index: int = 0, callbacks: Sequence[Tria
         lock.release()  # the trial exists and counts as RUNNING: other workers may claim now
         interrupt.check()  # a Ctrl-C during the claim lands here, where the objective marks the trial
 
-    objective = Objective(params, data, cfg.parent_run_id, on_start=trial_started, checkpoint=interrupt.check)
+    objective = Objective(
+        params, data, cfg.parent_run_id, on_start=trial_started, checkpoint=interrupt.check, threads=cfg.blas_threads
+    )
     all_callbacks = [MaxTrialsCallback(cfg.n_trials, states=COUNTED), *callbacks]
     poll = min(1.0, cfg.heartbeat_interval / 2)
     ran = 0
-    limits = limit_blas_threads(cfg.blas_threads) if cfg.blas_threads else contextlib.nullcontext()
-    with limits, interrupt:
+    with interrupt:
         try:
             while cfg.deadline is None or time.time() < cfg.deadline:
                 interrupt.check()

@@ -209,3 +209,22 @@ def test_a_changed_search_space_on_an_old_study_is_a_config_error(workspace):
     )
     with pytest.raises(ConfigError, match=r"new tune\.study_name"):
         study.optimize(objective, n_trials=1)
+
+
+def test_each_trial_limits_blas_threads(workspace, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from pipeline import nn
+
+    seen, real_fit = [], nn.fit
+
+    def spy(*args, **kwargs):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(nn, "fit", spy)
+    params = load_params("params.yaml")
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.optimize(Objective(params, load_split("data/split")), n_trials=1)  # digits-size: one thread
+    study.optimize(Objective(params, load_split("data/split"), threads=2), n_trials=1)  # as the sweep asks
+    assert seen == [1, 2]
