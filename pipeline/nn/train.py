@@ -22,6 +22,7 @@ from pipeline.nn.network import (
     encode_labels,
     forward,
     initialize,
+    l2_penalty,
     labels_from_logits,
 )
 from pipeline.nn.optim import OPTIMIZERS
@@ -64,7 +65,7 @@ class TrainParams:
 @dataclass(frozen=True)
 class EpochLog:
     epoch: int  # counts from 1
-    train_cost: float  # mean of the mini-batch costs, L2 term included, dropout active
+    train_cost: float  # mean mini-batch cross-entropy (dropout active) + the L2 term at the epoch's end
     dev_cost: float | None
     dev_error: float | None
     learning_rate: float
@@ -141,7 +142,9 @@ def fit(
                     idx = order[begin : begin + batch]
                     X_b, Y_b = X[:, idx], Y[:, idx]
                 ZL, caches = forward(X_b, weights, arch, hp.keep_prob, dropout_rng)
-                cost = compute_cost(ZL, Y_b, arch, weights, hp.l2_lambda)
+                # The L2 term is added once per epoch below: summing every weight's square at
+                # every step would cost a pass over all weights per step for a reported number.
+                cost = compute_cost(ZL, Y_b, arch, weights)
                 if not math.isfinite(cost):
                     raise Diverged(epoch, cost)
                 grads = backward(ZL, Y_b, caches, weights, arch, out=grads)  # L2 term: in the step
@@ -156,7 +159,8 @@ def fit(
                 dev_error = float(np.mean(labels_from_logits(ZL_dev, arch) != y_dev))
                 if not math.isfinite(dev_cost):
                     raise Diverged(epoch, dev_cost)
-            log = EpochLog(epoch, cost_sum / m, dev_cost, dev_error, learning_rate, seconds)
+            train_cost = cost_sum / m + l2_penalty(weights, hp.l2_lambda, batch)
+            log = EpochLog(epoch, train_cost, dev_cost, dev_error, learning_rate, seconds)
             result.history.append(log)
             for callback in callbacks:
                 callback(log)

@@ -116,3 +116,17 @@ def test_train_params_validate_their_values() -> None:
         TrainParams(keep_prob=0.0)
     with pytest.raises(ValueError, match="optimizer"):
         TrainParams(optimizer="sgd")
+
+
+def test_train_cost_is_the_batch_cross_entropy_plus_the_l2_term_at_the_epoch_end(digits) -> None:
+    from pipeline.nn import compute_cost, encode_labels, forward, initialize
+    from pipeline.nn.network import l2_penalty
+
+    X, y, _, _ = digits
+    arch = Architecture.build(64, 10, (16,))
+    hp = replace(HP, batch_size=0, epochs=1, optimizer="gd", learning_rate=0.1, keep_prob=1.0, l2_lambda=0.5)
+    result = fit(X, y, arch, hp, seed=0)
+    start = initialize(arch, np.random.default_rng(0).spawn(3)[0])  # fit's init stream
+    cross_entropy = compute_cost(forward(X, start, arch)[0], encode_labels(y, arch), arch, start)
+    expected = cross_entropy + l2_penalty(result.weights, hp.l2_lambda, X.shape[1])
+    assert result.history[0].train_cost == pytest.approx(expected, rel=1e-12)
