@@ -8,10 +8,10 @@ so ``dvc repro`` resumes it; ``tune.n_trials`` is the total, so a rerun runs onl
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from pipeline.config import load_params
+from pipeline.data.io import atomic_write_json
 from pipeline.study import runner
 from pipeline.study.storage import mask_url
 from pipeline.study.sweep import sweep
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     # workspace's studies/ when this runs in a queued experiment's temporary copy).
     Path("studies").mkdir(exist_ok=True)
     where = {"storage": mask_url(cfg.storage), "study_name": cfg.study_name}
-    runner.atomic_write(Path("studies/where.json"), json.dumps(where, indent=2) + "\n")
+    atomic_write_json(Path("studies/where.json"), where)
     study = sweep(cfg, params, resume=None)
     path = runner.write_outputs(study, args.out)
     print(f"wrote {path} and {Path(args.out) / 'trials.csv'}")

@@ -21,6 +21,7 @@ import optuna
 
 from pipeline import nn
 from pipeline.config import Params
+from pipeline.data.io import load_npy
 from pipeline.errors import ConfigError, DataError
 from pipeline.report.diagnosis import REGIME_TAG, regime
 from pipeline.study.space import apply_params, suggest, trial_seed
@@ -46,15 +47,7 @@ class Split:
 def load_split(folder: str | Path) -> Split:
     """Read the split stage's train and dev arrays (rows on disk, columns in memory)."""
     folder = Path(folder)
-    arrays = {}
-    for name in SPLIT_FILES:
-        path = folder / f"{name}.npy"
-        try:
-            arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found; run the split stage first (dvc repro split)") from None
-        except ValueError as e:
-            raise DataError(f"{path}: not a readable .npy array ({e}); rerun the split stage") from None
+    arrays = {name: load_npy(folder / f"{name}.npy", mmap=name.startswith("X")) for name in SPLIT_FILES}
     for part in ("train", "dev"):
         X, y = arrays[f"X_{part}"], arrays[f"y_{part}"]
         if X.ndim != 2 or y.ndim != 1 or len(X) != len(y) or len(y) == 0:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -37,6 +36,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import Params, load_params
+from pipeline.data.io import atomic_write_bytes, atomic_write_json
 from pipeline.errors import ConfigError, NumericalError, PipelineError, StorageError
 from pipeline.study.objective import Objective, load_split
 from pipeline.study.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, mask_url, open_storage, resolve_url
@@ -368,7 +368,7 @@ def write_outputs(study: optuna.Study, folder: str | Path) -> Path:
         "params": best.user_attrs.get("values", best.params),
     }
     path = folder / "best_params.json"
-    atomic_write(path, json.dumps(best_params, indent=2) + "\n")
+    atomic_write_json(path, best_params)
     return path
 
 
@@ -382,31 +382,15 @@ def _write_csv(path: Path, trials: list[FrozenTrial]) -> None:
         row = [t.number, t.state.name, t.value, duration]
         row += [t.params.get(k) for k in param_keys] + [_cell(t.user_attrs.get(k)) for k in attr_keys]
         rows.append(row)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(path, text.getvalue().encode("utf-8"))
 
 
 def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, list | dict) else value
-
-
-def atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def progress_line(study: optuna.Study, trial: FrozenTrial, cfg: SweepConfig) -> str:
