@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pipeline.nn.train as train
-from pipeline.nn import Architecture, EpochLog, TrainParams, fit, predict
+from pipeline.nn import Architecture, EpochLog, FitOptions, fit, predict
 from pipeline.nn.optim import GradientDescent
 from pipeline.threads import blas_threads_for
 
@@ -117,7 +117,7 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> tuple[fl
     The per-epoch ``EpochLog.seconds`` (whole epochs, bursts included) go to ``EPOCH_SECONDS``.
     """
     arch = Architecture(w.layers, dtype=dtype)
-    hp = TrainParams(learning_rate=w.lr, epochs=w.epochs, batch_size=w.batch, optimizer="gd", l2_lambda=L2)
+    hp = FitOptions(learning_rate=w.lr, epochs=w.epochs, batch_size=w.batch, optimizer="gd", l2_lambda=L2)
     stamps: list[float] = []
     epochs: list[float] = []
 

@@ -37,7 +37,7 @@ from sklearn.datasets import load_digits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pipeline.data.normalize import Normalizer
-from pipeline.nn import Architecture, TrainParams, error_rate, fit
+from pipeline.nn import Architecture, FitOptions, error_rate, fit
 
 
 def log(message: str) -> None:
@@ -82,7 +82,7 @@ class Job:
 
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     arch: Architecture
-    hp: TrainParams
+    hp: FitOptions
     seed: list[int]
 
     def plain(self, clock: Clock) -> float:
@@ -138,7 +138,7 @@ def main() -> int:
                 "n_units": trial.suggest_int("n_units", 16, 128),
             }
             arch = Architecture.build(data[0].shape[0], 10, (values["n_units"],) * values["n_layers"])
-            hp = TrainParams(learning_rate=values["learning_rate"], epochs=args.epochs, batch_size=64)
+            hp = FitOptions(learning_rate=values["learning_rate"], epochs=args.epochs, batch_size=64)
             job = Job(data, arch, hp, seed=[args.seed, trial.number])
             variants = {
                 "plain": job.plain,

@@ -18,9 +18,28 @@ from typing import Any, Literal
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.nn.train import TrainParams
 
 __all__ = ["ConfigError", "Params", "TrainParams", "load_params", "params_from_dict"]
+
+# The choice lists, declared once. The config's Literal types are built from them; the tables that
+# implement them (pipeline.nn's activations, initializers and optimizers, the data sources, the
+# normalizers, the pruners) are keyed by the same names, and tests/test_architecture.py checks
+# that every table has exactly these keys (pipeline.nn imports numpy only, so it cannot import them).
+SOURCES = ("digits", "hdf5", "folder", "npz", "synthetic")
+NORMALIZE_MODES = ("scale", "standardize", "none")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+INITS = ("zeros", "random", "xavier", "he")
+OPTIMIZERS = ("gd", "momentum", "adam")
+DTYPES = ("float64", "float32")
+PRUNERS = ("median", "hyperband", "none")
+
+Source = Literal[SOURCES]
+NormalizeMode = Literal[NORMALIZE_MODES]
+Activation = Literal[ACTIVATIONS]
+Init = Literal[INITS]
+Optimizer = Literal[OPTIMIZERS]
+DType = Literal[DTYPES]
+Pruner = Literal[PRUNERS]
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -45,7 +64,7 @@ class SyntheticParams:
 
 @dataclass(frozen=True)
 class DataParams:
-    source: Literal["digits", "hdf5", "folder", "npz", "synthetic"] = "digits"
+    source: Source = "digits"
     path: str | None = None
     test_path: str | None = None
     positive_class: int | str | None = None
@@ -61,7 +80,7 @@ class DataParams:
 
 @dataclass(frozen=True)
 class PrepareParams:
-    normalize: Literal["scale", "standardize", "none"] = "standardize"
+    normalize: NormalizeMode = "standardize"
 
 
 @dataclass(frozen=True)
@@ -79,20 +98,44 @@ class SplitParams:
         _check(0.0 <= self.train_dev < 1.0, "split.train_dev must lie in [0, 1)")
 
 
-Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid"]
-Init = Literal["zeros", "random", "xavier", "he"]
-Optimizer = Literal["gd", "momentum", "adam"]
-
-
 @dataclass(frozen=True)
 class ModelParams:
     hidden_layers: tuple[int, ...] = (64, 32)
     hidden_activation: Activation = "relu"
     init: Init = "he"
-    dtype: Literal["float64", "float32"] = "float64"
+    dtype: DType = "float64"
 
     def __post_init__(self) -> None:
         _check(all(n >= 1 for n in self.hidden_layers), "model.hidden_layers must be positive unit counts")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The ``train:`` section: how the final network (and every trial, for the keys the study does
+    not search) is trained. ``pipeline.study.space.fit_options`` turns it into ``nn.FitOptions``."""
+
+    learning_rate: float = 0.001
+    epochs: int = 60
+    batch_size: int = 64  # 0: full batch
+    optimizer: Optimizer = "adam"
+    beta1: float = 0.9  # momentum, and Adam's first moment
+    beta2: float = 0.999  # Adam's second moment
+    epsilon: float = 1e-8
+    l2_lambda: float = 0.0
+    keep_prob: float = 1.0
+    lr_decay: float = 0.0  # learning_rate / (1 + lr_decay * (epoch - 1))
+    patience: int = 0  # early stopping on dev cost after this many epochs without improvement; 0: off
+    use_study_best: bool = True  # the train stage takes the study's best trial over the keys above
+
+    def __post_init__(self) -> None:
+        _check(self.learning_rate > 0, "train.learning_rate must be > 0")
+        _check(self.epochs >= 1, "train.epochs must be >= 1")
+        _check(self.batch_size >= 0, "train.batch_size must be >= 0 (0 means full batch)")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must lie in [0, 1)")
+        _check(self.epsilon > 0, "train.epsilon must be > 0")
+        _check(self.l2_lambda >= 0, "train.l2_lambda must be >= 0")
+        _check(0 < self.keep_prob <= 1, "train.keep_prob must lie in (0, 1]")
+        _check(self.lr_decay >= 0 and self.patience >= 0, "train.lr_decay and train.patience must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -136,7 +179,7 @@ class TuneParams:
     n_workers: int = 1
     storage: str | None = None
     study_name: str = "digits-mlp"
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner: Pruner = "median"
     startup_trials: int = 5
     space: SpaceParams = field(default_factory=SpaceParams)
 
@@ -227,7 +270,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         return cls(**kwargs)
     except ConfigError:
         raise
-    except (TypeError, ValueError) as e:  # checks of dataclasses defined outside this module
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
 
 

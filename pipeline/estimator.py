@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from pipeline.nn import Architecture, TrainParams, fit, predict, predict_proba
+from pipeline.nn import Architecture, FitOptions, fit, predict, predict_proba
 
 
 class NumpyMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -51,7 +51,7 @@ class NumpyMLPClassifier(ClassifierMixin, BaseEstimator):
         self.architecture_ = Architecture.build(
             X.shape[1], len(self.classes_), tuple(self.hidden_layers), self.hidden_activation, self.init, self.dtype
         )
-        hp = TrainParams(
+        hp = FitOptions(
             learning_rate=self.learning_rate,
             epochs=self.epochs,
             batch_size=self.batch_size,

@@ -28,7 +28,7 @@ def blas_threads_for(layer_dims: Sequence[int], batch_size: int, cores: int | No
     """1 thread for small networks or batches, all cores for large ones.
 
     ``layer_dims`` is ``(n_x, n_1, ..., n_out)``; ``batch_size`` is the examples per step (for
-    full batch, ``TrainParams.batch_size == 0``, pass the training set size). ``cores`` defaults
+    full batch, ``batch_size == 0``, pass the training set size). ``cores`` defaults
     to the CPUs this process may use.
     """
     if batch_size < 1:

@@ -17,10 +17,11 @@ import numpy as np
 
 from pipeline.config import DataParams
 from pipeline.errors import DataError
+from pipeline.paths import RAW_DIR
 
 __all__ = ["DATA_DIR", "IMAGE_SUFFIXES", "Dataset", "load_dataset", "resolve_data_path"]
 
-DATA_DIR = Path("data/raw")  # relative to the repository root
+DATA_DIR = RAW_DIR  # relative to the repository root
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from pipeline.data.io import load_npy, read_json
 from pipeline.data.normalize import Normalizer
 from pipeline.errors import DataError
+from pipeline.paths import MODEL_STEM, PREPARED_DIR, SPLIT_DIR, SPLIT_REPORT
 
 __all__ = [
     "MODEL_STEM",
@@ -24,11 +25,6 @@ __all__ = [
     "load_prepared",
     "load_split",
 ]
-
-PREPARED_DIR = Path("data/prepared")  # X.npy, y.npy, meta.json
-SPLIT_DIR = Path("data/split")  # X_<split>.npy, y_<split>.npy, normalizer.json
-SPLIT_REPORT = Path("reports/split.json")
-MODEL_STEM = Path("models/final")  # final.npz + final.json
 
 
 def load_prepared(root: str | Path = ".") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

@@ -15,16 +15,16 @@ from pipeline.nn.network import (
     predict_proba,
 )
 from pipeline.nn.serialize import ModelFileError, load_model, save_model
-from pipeline.nn.train import Callback, Diverged, EpochLog, FitResult, TrainParams, fit
+from pipeline.nn.train import Callback, Diverged, EpochLog, FitOptions, FitResult, fit
 
 __all__ = [
     "Architecture",
     "Callback",
     "Diverged",
     "EpochLog",
+    "FitOptions",
     "FitResult",
     "ModelFileError",
-    "TrainParams",
     "Weights",
     "backward",
     "compute_cost",

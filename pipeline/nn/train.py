@@ -29,13 +29,13 @@ from pipeline.nn.optim import OPTIMIZERS
 
 
 @dataclass(frozen=True)
-class TrainParams:
-    """How to train; also the ``train:`` section of params.yaml."""
+class FitOptions:
+    """How ``fit`` trains: the optimizer and its settings, regularization, schedule and stopping."""
 
     learning_rate: float = 0.001
     epochs: int = 60
     batch_size: int = 64  # 0: full batch
-    optimizer: str = "adam"  # gd | momentum | adam
+    optimizer: str = "adam"  # a key of pipeline.nn.optim.OPTIMIZERS
     beta1: float = 0.9  # momentum, and Adam's first moment
     beta2: float = 0.999  # Adam's second moment
     epsilon: float = 1e-8
@@ -43,19 +43,18 @@ class TrainParams:
     keep_prob: float = 1.0
     lr_decay: float = 0.0  # learning_rate / (1 + lr_decay * (epoch - 1))
     patience: int = 0  # early stopping on dev cost after this many epochs without improvement; 0: off
-    use_study_best: bool = True  # read by the train stage, not by fit
 
     def __post_init__(self) -> None:
         checks = [
-            (self.learning_rate > 0, "train.learning_rate must be > 0"),
-            (self.epochs >= 1, "train.epochs must be >= 1"),
-            (self.batch_size >= 0, "train.batch_size must be >= 0 (0 means full batch)"),
-            (self.optimizer in OPTIMIZERS, f"train.optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "train.beta1 and train.beta2 must lie in [0, 1)"),
-            (self.epsilon > 0, "train.epsilon must be > 0"),
-            (self.l2_lambda >= 0, "train.l2_lambda must be >= 0"),
-            (0 < self.keep_prob <= 1, "train.keep_prob must lie in (0, 1]"),
-            (self.lr_decay >= 0 and self.patience >= 0, "train.lr_decay and train.patience must be >= 0"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 0, "batch_size must be >= 0 (0 means full batch)"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must lie in [0, 1)"),
+            (self.epsilon > 0, "epsilon must be > 0"),
+            (self.l2_lambda >= 0, "l2_lambda must be >= 0"),
+            (0 < self.keep_prob <= 1, "keep_prob must lie in (0, 1]"),
+            (self.lr_decay >= 0 and self.patience >= 0, "lr_decay and patience must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -96,7 +95,7 @@ def fit(
     X: np.ndarray,
     y: np.ndarray,
     arch: Architecture,
-    hp: TrainParams,
+    hp: FitOptions,
     *,
     X_dev: np.ndarray | None = None,
     y_dev: np.ndarray | None = None,

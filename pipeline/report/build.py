@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import nn
 from pipeline.config import Params
 from pipeline.data.store import load_split
 from pipeline.report import figures
@@ -19,7 +18,7 @@ from pipeline.report.remedies import EdgeWarning, Remedy, edge_warnings, remedie
 from pipeline.report.render import Plot, Section, Table, to_html, to_markdown
 from pipeline.report.stats import ErrorEstimate, estimate
 from pipeline.report.trials import TrialRow, complete, importances
-from pipeline.study.space import apply_params
+from pipeline.study.space import apply_params, architecture, fit_options
 
 TITLE = "Bias/variance diagnosis"
 HUMAN_ERROR_NOTE = (
@@ -273,15 +272,14 @@ def _learning_curve(inputs: ReportInputs, params: Params, best: dict[str, Any]) 
     X, y = load_split("train", inputs.root)
     X_dev, y_dev = load_split("dev", inputs.root)
     n_classes = len((inputs.meta or {}).get("classes") or []) or int(max(y.max(), y_dev.max())) + 1
-    m = config.model
-    arch = nn.Architecture.build(X.shape[1], n_classes, m.hidden_layers, m.hidden_activation, m.init, m.dtype)
+    arch = architecture(config.model, X.shape[1], n_classes)
     return learning_curve(
         X,
         y,
         X_dev,
         y_dev,
         arch,
-        config.train,
+        fit_options(config.train),
         params.report.learning_curve_fractions,
         seed,
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.nn.network import Architecture, error_rate
-from pipeline.nn.train import Diverged, TrainParams, fit
+from pipeline.nn.train import Diverged, FitOptions, fit
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def learning_curve(
     X_dev: np.ndarray,
     y_dev: np.ndarray,
     arch: Architecture,
-    hp: TrainParams,
+    hp: FitOptions,
     fractions: Sequence[float],
     seed: int | Sequence[int],
 ) -> tuple[list[CurvePoint], list[str]]:

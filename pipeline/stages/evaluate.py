@@ -16,11 +16,9 @@ import numpy as np
 from pipeline import nn
 from pipeline.data.io import atomic_write_json
 from pipeline.data.split import SPLITS
-from pipeline.data.store import MODEL_STEM, load_normalizer, load_split
+from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError
-
-METRICS = Path("reports/metrics.json")
-CONFUSION = Path("reports/confusion.json")
+from pipeline.paths import CONFUSION, METRICS, MODEL_STEM
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

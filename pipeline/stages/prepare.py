@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.config import Params, load_params
 from pipeline.data.io import atomic_dir, atomic_save_npy, atomic_write_json
 from pipeline.data.sources import load_dataset
-from pipeline.data.store import PREPARED_DIR
+from pipeline.paths import PREPARED_DIR
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from pipeline.config import Params, load_params
 from pipeline.data.io import atomic_write_bytes, atomic_write_json
+from pipeline.paths import DIAGNOSIS_HTML as HTML
+from pipeline.paths import DIAGNOSIS_JSON as SUMMARY
+from pipeline.paths import DIAGNOSIS_MD as MARKDOWN
 from pipeline.report.build import Report, build_report
 from pipeline.report.inputs import load_inputs
-
-MARKDOWN = Path("reports/diagnosis.md")
-HTML = Path("reports/report.html")
-SUMMARY = Path("reports/diagnosis.json")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,8 @@ from pipeline.config import Params, load_params
 from pipeline.data.io import atomic_dir, atomic_save_npy, atomic_write_json
 from pipeline.data.normalize import Normalizer, chunk_rows
 from pipeline.data.split import SPLITS, find_duplicates, stratified_split
-from pipeline.data.store import SPLIT_DIR, SPLIT_REPORT, load_prepared
+from pipeline.data.store import load_prepared
+from pipeline.paths import SPLIT_DIR, SPLIT_REPORT
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -19,14 +19,13 @@ import numpy as np
 from pipeline import nn
 from pipeline.config import Params, load_params
 from pipeline.data.io import atomic_write_json, read_json
-from pipeline.data.store import MODEL_STEM, PREPARED_DIR, load_normalizer, load_split
+from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError, NumericalError
-from pipeline.study.space import apply_params, trial_seed
+from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_DIR
+from pipeline.paths import TRAIN_HISTORY as HISTORY
+from pipeline.paths import TRAIN_METRICS as METRICS
+from pipeline.study.space import apply_params, architecture, fit_options, trial_seed
 from pipeline.threads import blas_threads_for, limit_blas_threads
-
-BEST_PARAMS = Path("reports/study/best_params.json")
-HISTORY = Path("reports/train_history.json")
-METRICS = Path("reports/train.json")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -88,14 +87,8 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     X_dev, y_dev = load_split("dev", root)
     normalizer, norm_doc = load_normalizer(root)
     classes = list(norm_doc["classes"])
-    model = params.model
-    try:
-        arch = nn.Architecture.build(
-            X.shape[1], len(classes), model.hidden_layers, model.hidden_activation, model.init, model.dtype
-        )
-        hp = params.train
-    except ValueError as e:
-        raise DataError(f"train: cannot build the network ({e})") from None
+    arch = architecture(params.model, X.shape[1], len(classes))
+    hp = fit_options(params.train)
     try:
         # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
         with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):

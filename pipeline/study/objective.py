@@ -23,8 +23,7 @@ from pipeline import nn
 from pipeline.config import Params
 from pipeline.data.io import load_npy
 from pipeline.errors import ConfigError, DataError
-from pipeline.report.diagnosis import REGIME_TAG, regime
-from pipeline.study.space import apply_params, suggest, trial_seed
+from pipeline.study.space import apply_params, architecture, fit_options, suggest, trial_seed
 from pipeline.threads import blas_threads_for, limit_blas_threads
 
 SPLIT_FILES = ("X_train", "y_train", "X_dev", "y_dev")
@@ -114,24 +113,16 @@ class Objective:
             raise
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        rp = self.base.report  # the report stage labels trials by the same rule
-        label = regime(metrics["train_error"], metrics["dev_error"], rp.human_error, rp.tolerance)
-        trial.set_user_attr(REGIME_TAG, label)
+        # The regime (underfit / overfit / good fit) is the report's judgement: the report stage
+        # labels every trial and its run, so rewording or retuning it never touches the study.
         if run is not None:
-            run.end("FINISHED", {f"final_{k}": v for k, v in metrics.items()}, {REGIME_TAG: label})
+            run.end("FINISHED", {f"final_{k}": v for k, v in metrics.items()})
         return metrics["dev_error"]
 
     def _train(self, trial: optuna.Trial, params: Params, run: Any) -> dict[str, float]:
         d = self.data
-        arch = nn.Architecture.build(
-            d.X_train.shape[0],
-            d.n_classes,
-            params.model.hidden_layers,
-            params.model.hidden_activation,
-            params.model.init,
-            params.model.dtype,
-        )
-        hp = params.train
+        arch = architecture(params.model, d.X_train.shape[0], d.n_classes)
+        hp = fit_options(params.train)
 
         def report(log: nn.EpochLog) -> None:
             if self.checkpoint is not None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.config import Params, SpaceParams
+from pipeline import nn
+from pipeline.config import ModelParams, Params, SpaceParams, TrainParams
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,6 +38,23 @@ def apply_params(base: Params, values: Mapping[str, Any]) -> Params:
         model = replace(model, hidden_layers=(n_units,) * n_layers)  # one width for every hidden layer
     train = replace(base.train, **{k: values[k] for k in TRAIN_KEYS if k in values})
     return replace(base, model=model, train=train)
+
+
+def architecture(model: ModelParams, n_x: int, n_classes: int) -> nn.Architecture:
+    """The network of the ``model:`` section for ``n_x`` features and ``n_classes`` classes: the one
+    place params become an ``nn.Architecture`` (objective, train stage, report)."""
+    try:
+        return nn.Architecture.build(
+            n_x, n_classes, model.hidden_layers, model.hidden_activation, model.init, model.dtype
+        )
+    except ValueError as e:
+        raise ConfigError(f"model: cannot build the network ({e})") from None
+
+
+def fit_options(train: TrainParams) -> nn.FitOptions:
+    """The ``train:`` section as the numpy-only options ``nn.fit`` takes."""
+    fields = {f: getattr(train, f) for f in nn.FitOptions.__dataclass_fields__}
+    return nn.FitOptions(**fields)
 
 
 def suggest(trial: optuna.Trial, space: SpaceParams, base: Params) -> dict[str, Any]:

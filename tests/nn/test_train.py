@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from pipeline.nn import Architecture, Diverged, EpochLog, TrainParams, error_rate, fit
+from pipeline.nn import Architecture, Diverged, EpochLog, FitOptions, error_rate, fit
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def digits():
     return X[:, :1200], d.target[:1200], X[:, 1200:], d.target[1200:]
 
 
-HP = TrainParams(learning_rate=0.01, epochs=8, batch_size=64, optimizer="adam", keep_prob=0.9)
+HP = FitOptions(learning_rate=0.01, epochs=8, batch_size=64, optimizer="adam", keep_prob=0.9)
 
 
 def test_same_seed_gives_bit_identical_results_and_another_seed_does_not(digits) -> None:
@@ -113,9 +113,9 @@ def test_learning_rate_decay_follows_the_schedule(digits) -> None:
 
 def test_train_params_validate_their_values() -> None:
     with pytest.raises(ValueError, match="keep_prob"):
-        TrainParams(keep_prob=0.0)
+        FitOptions(keep_prob=0.0)
     with pytest.raises(ValueError, match="optimizer"):
-        TrainParams(optimizer="sgd")
+        FitOptions(optimizer="sgd")
 
 
 def test_train_cost_is_the_batch_cross_entropy_plus_the_l2_term_at_the_epoch_end(digits) -> None:

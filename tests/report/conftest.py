@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from sklearn.datasets import load_digits
 
 from pipeline import nn
 from pipeline.config import Params, params_from_dict
-from pipeline.study.space import apply_params
+from pipeline.study.space import apply_params, fit_options
 
 EPOCHS = 8
 
@@ -68,10 +67,10 @@ def build_project(root: Path, params: Params, n_trials: int = 4, train_dev: bool
         y[300:330],
     )
 
-    def build(values: dict) -> tuple[nn.Architecture, nn.TrainParams]:
+    def build(values: dict) -> tuple[nn.Architecture, nn.FitOptions]:
         cfg = apply_params(params, values)
         arch = nn.Architecture.build(64, 10, cfg.model.hidden_layers)
-        return arch, nn.TrainParams(**asdict(cfg.train))
+        return arch, fit_options(cfg.train)
 
     def objective(trial: optuna.Trial) -> float:
         s = params.tune.space

@@ -20,7 +20,7 @@ from sklearn.datasets import load_digits
 
 from pipeline import tracking
 from pipeline.data.normalize import Normalizer
-from pipeline.nn import Architecture, TrainParams, fit, load_model, predict
+from pipeline.nn import Architecture, FitOptions, fit, load_model, predict
 
 NAME, ALIAS = "digits-mlp", "champion"
 
@@ -31,7 +31,7 @@ def final_model(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     raw, y = load_digits(return_X_y=True)
     normalizer = Normalizer.fit(raw[:1500], "standardize", 16.0)
     arch = Architecture.build(64, 10, (16,))
-    result = fit(normalizer.transform(raw[:1500]).T, y[:1500], arch, TrainParams(learning_rate=0.01, epochs=5), seed=0)
+    result = fit(normalizer.transform(raw[:1500]).T, y[:1500], arch, FitOptions(learning_rate=0.01, epochs=5), seed=0)
     stem = tmp_path / "models" / "final"
     from pipeline.nn import save_model
 
