@@ -12,17 +12,24 @@ from pipeline.config import SplitParams
 from pipeline.data.normalize import chunk_rows
 from pipeline.errors import DataError
 
-__all__ = ["SPLITS", "find_duplicates", "stratified_split"]
+__all__ = ["SPLITS", "content_keys", "find_duplicates", "row_hashes", "stratified_split"]
 
 SPLITS = ("train", "dev", "test", "train_dev")
 
 
-def stratified_split(labels: np.ndarray, fractions: SplitParams, seed: int) -> dict[str, np.ndarray]:
-    """Return sorted row indices per split; each split keeps the class proportions of the whole.
+def stratified_split(
+    labels: np.ndarray, fractions: SplitParams, seed: int, keys: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Return row indices per split; each split keeps the class proportions of the whole.
 
     Split sizes are fixed first (``round(m * fraction)``), then shared among classes by the
     largest-remainder rule, so sizes are exact and class balance is as close as whole rows allow.
     ``train_dev`` is ``split.train_dev`` of the training rows, held out from training.
+
+    ``keys`` (one per row, e.g. ``content_keys``) decide which rows go where and in which order
+    each split lists them: rows are taken in key order within each class, so the same examples
+    given in any file order land in the same splits, in the same order. Without keys the order
+    is a seeded permutation of the row numbers (then it depends on the file order).
     """
     labels = np.asarray(labels)
     m = len(labels)
@@ -36,20 +43,39 @@ def stratified_split(labels: np.ndarray, fractions: SplitParams, seed: int) -> d
     if m - n_test - n_dev - n_train_dev <= 0:
         raise DataError(f"split leaves 0 of {m} examples for training; lower split.dev/test/train_dev")
 
-    rng = np.random.default_rng(seed)
+    if keys is None:
+        keys = np.random.default_rng(seed).permutation(m).astype(np.uint64)
+    keys = np.asarray(keys)
+    if keys.shape != (m,):
+        raise ValueError(f"need one key per row: {keys.shape} keys for {m} labels")
     classes = np.unique(labels)
-    pools = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]  # shuffled rows of each class
+    # each class's rows in key order (a stable sort: byte-identical rows keep their file order,
+    # which cannot change what a split holds, only which of the identical copies)
+    pools = [rows[np.argsort(keys[rows], kind="stable")] for rows in (np.flatnonzero(labels == c) for c in classes)]
     taken = np.zeros(len(classes), dtype=np.int64)  # rows used so far from the front of each pool
     out: dict[str, np.ndarray] = {}
     for name, n in (("test", n_test), ("dev", n_dev), ("train_dev", n_train_dev)):
         counts = _allocate(n, np.array([len(p) for p in pools]) - taken)
-        out[name] = np.sort(np.concatenate([p[t : t + k] for p, t, k in zip(pools, taken, counts, strict=True)]))
+        out[name] = _by_key(np.concatenate([p[t : t + k] for p, t, k in zip(pools, taken, counts, strict=True)]), keys)
         taken += counts
-    out["train"] = np.sort(np.concatenate([p[t:] for p, t in zip(pools, taken, strict=True)]))
+    out["train"] = _by_key(np.concatenate([p[t:] for p, t in zip(pools, taken, strict=True)]), keys)
     missing = [int(c) for c, p, t in zip(classes, pools, taken, strict=True) if len(p) - t == 0]
     if missing:
         raise DataError(f"class {missing[0]} has too few examples to keep any for training; bring more data")
     return {name: out[name].astype(np.int64) for name in SPLITS}
+
+
+def _by_key(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    return rows[np.argsort(keys[rows], kind="stable")]
+
+
+def content_keys(hashes: list[bytes], seed: int) -> np.ndarray:
+    """A seeded sort key per row from its content hash (``row_hashes``): independent of file order."""
+    salt = seed.to_bytes(8, "little", signed=True)
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(h, key=salt, digest_size=8).digest(), "little") for h in hashes],
+        dtype=np.uint64,
+    )
 
 
 def _allocate(n: int, available: np.ndarray) -> np.ndarray:
@@ -73,13 +99,15 @@ def row_hashes(X: np.ndarray) -> list[bytes]:
     return hashes
 
 
-def find_duplicates(X: np.ndarray, splits: dict[str, np.ndarray], max_examples: int = 5) -> dict[str, Any]:
+def find_duplicates(
+    X: np.ndarray, splits: dict[str, np.ndarray], max_examples: int = 5, hashes: list[bytes] | None = None
+) -> dict[str, Any]:
     """Find exact duplicate rows that sit in different splits (a leak: the model may have seen a test image)."""
     where = np.empty(len(X), dtype=object)
     for name, rows in splits.items():
         where[rows] = name
     groups: dict[bytes, list[int]] = defaultdict(list)
-    for i, h in enumerate(row_hashes(X)):
+    for i, h in enumerate(row_hashes(X) if hashes is None else hashes):
         groups[h].append(i)
     crossing = [rows for rows in groups.values() if len({where[r] for r in rows}) > 1]
     pairs: dict[str, int] = defaultdict(int)

@@ -15,7 +15,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import load_params
 from pipeline.data.io import load_npy
-from pipeline.data.split import stratified_split
+from pipeline.data.split import content_keys, row_hashes, stratified_split
 from pipeline.data.store import load_normalizer
 from tests.data.helpers import REPO, blobs, run_module, save_npz, tree_bytes, write_params
 
@@ -55,7 +55,7 @@ def test_prepare_and_split_write_the_contracted_files(repo: Path) -> None:
     np.testing.assert_allclose(Xt[:, used].mean(axis=0), 0.0, atol=1e-5)  # standardized with train statistics
 
 
-def test_no_leakage_dev_and_test_pixels_do_not_touch_train(repo: Path) -> None:
+def test_no_leakage_dev_and_test_pixels_do_not_touch_train(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Changing every dev/test pixel changes nothing in the train features or the normalizer statistics."""
     write_params(repo)
     assert cli("prepare") == 0 and cli("split") == 0
@@ -65,11 +65,15 @@ def test_no_leakage_dev_and_test_pixels_do_not_touch_train(repo: Path) -> None:
 
     y = load_npy("data/prepared/y.npy", mmap=False)
     params = load_params("params.yaml")
-    rows = stratified_split(y, params.split, params.seed)
     X = load_npy("data/prepared/X.npy", mmap=False).copy()
+    hashes = row_hashes(X)
+    rows = stratified_split(y, params.split, params.seed, keys=content_keys(hashes, params.seed))
     held_out = np.concatenate([rows["dev"], rows["test"]])
     X[held_out] = 16.0 - X[held_out]  # invert those images
     np.save("data/prepared/X.npy", X)
+    # Membership follows content, so inverted images would be new examples: keep the old keys to
+    # ask only whether the normalizer and train features ignore the held-out pixels.
+    monkeypatch.setattr("pipeline.stages.split.row_hashes", lambda _X: hashes)
     assert cli("split") == 0
 
     np.testing.assert_array_equal(load_npy("data/split/X_train.npy"), train_before)
@@ -188,3 +192,43 @@ def test_killed_stage_leaves_previous_outputs_intact(repo: Path, stage: str) -> 
     assert after == before  # the half-written new output lives only in a hidden temporary folder
     assert cli(stage) == 0  # the next run succeeds and sweeps the temporary away
     assert not [p for p in Path("data").iterdir() if p.name.startswith(".")]
+
+
+def _split_members(root: Path) -> dict[str, set[bytes]]:
+    """Each split's examples as a set of (raw content, label) fingerprints, whatever the row order."""
+    X, y = load_npy(root / "data/prepared/X.npy", mmap=False), load_npy(root / "data/prepared/y.npy", mmap=False)
+    hashes = row_hashes(X)
+    params = load_params(root / "params.yaml")
+    rows = stratified_split(y, params.split, params.seed, keys=content_keys(hashes, params.seed))
+    return {name: {hashes[i] + bytes([int(y[i])]) for i in idx} for name, idx in rows.items()}
+
+
+def test_split_membership_does_not_depend_on_file_format_or_order(tmp_path: Path, monkeypatch) -> None:
+    """The same images as an image folder and as course HDF5 (another order) land in the same splits."""
+    import h5py
+    from PIL import Image
+
+    X, y = blobs(60, 2, (4, 4, 3), seed=3)
+    classes = ["cat", "dog"]  # sorted, as the folder source names its classes
+    split = {"train": 0.6, "dev": 0.2, "test": 0.2}
+    folder, h5 = tmp_path / "folder", tmp_path / "h5"
+    for root in (folder, h5):
+        (root / "data/raw").mkdir(parents=True)
+    order = np.random.default_rng(0).permutation(len(y))  # file names in another order than the HDF5 rows
+    for rank, i in enumerate(order):
+        path = folder / "data/raw/images" / classes[y[i]] / f"{rank:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(X[i]).save(path)
+    with h5py.File(h5 / "data/raw/train.h5", "w") as f:
+        f["train_set_x"], f["train_set_y"] = X, y
+        f["list_classes"] = np.array([c.encode() for c in classes])
+    write_params(folder, {"data": {"source": "folder", "path": "data/raw/images"}, "split": split})
+    write_params(h5, {"data": {"source": "hdf5", "path": "data/raw/train.h5"}, "split": split})
+    for root in (folder, h5):
+        monkeypatch.chdir(root)
+        assert cli("prepare") == 0 and cli("split") == 0
+    a, b = _split_members(folder), _split_members(h5)
+    assert a == b and len(a["dev"]) == 12 and len(a["train"]) == 36
+    for name in ("train", "dev", "test"):  # and the split files themselves are identical
+        assert (folder / f"data/split/X_{name}.npy").read_bytes() == (h5 / f"data/split/X_{name}.npy").read_bytes()
+        assert (folder / f"data/split/y_{name}.npy").read_bytes() == (h5 / f"data/split/y_{name}.npy").read_bytes()
