@@ -12,7 +12,7 @@ import os
 import sys
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.errors import DataError, NumericalError, PipelineError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,6 +25,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("pipeline.stages.report", "write the bias/variance diagnosis report"),
     "gradcheck": ("pipeline.stages.gradcheck", "check backprop gradients against finite differences"),
 }
+
+
+# The network core raises its own errors (it imports numpy only); this is the one place they
+# become exit codes. Looked up by name so that --help does not import the network.
+NETWORK_ERRORS: dict[str, type[PipelineError]] = {"Diverged": NumericalError, "ModelFileError": DataError}
+
+
+def exit_code(error: BaseException) -> int | None:
+    """The documented exit code of an error a person should see as one line; None for a bug."""
+    if isinstance(error, PipelineError):
+        return error.exit_code
+    nn = sys.modules.get("pipeline.nn")
+    for name, kind in NETWORK_ERRORS.items():
+        if nn is not None and isinstance(error, getattr(nn, name)):
+            return kind.exit_code
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     args.debug = top.debug
     try:
         return int(module.run(args) or 0)
-    except PipelineError as e:
-        if top.debug or os.environ.get("PIPELINE_DEBUG"):
+    except Exception as e:
+        code = exit_code(e)
+        if code is None or top.debug or os.environ.get("PIPELINE_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"error: {top.command}: {e}" if code == NumericalError.exit_code else f"error: {e}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -12,7 +12,7 @@ from pipeline.config import SplitParams
 from pipeline.data.normalize import chunk_rows
 from pipeline.errors import DataError
 
-__all__ = ["SPLITS", "content_keys", "find_duplicates", "row_hashes", "stratified_split"]
+__all__ = ["SPLITS", "content_keys", "find_duplicates", "row_hashes", "split_rows", "stratified_split"]
 
 SPLITS = ("train", "dev", "test", "train_dev")
 
@@ -63,6 +63,14 @@ def stratified_split(
     if missing:
         raise DataError(f"class {missing[0]} has too few examples to keep any for training; bring more data")
     return {name: out[name].astype(np.int64) for name in SPLITS}
+
+
+def split_rows(
+    X: np.ndarray, y: np.ndarray, fractions: SplitParams, seed: int
+) -> tuple[dict[str, np.ndarray], list[bytes]]:
+    """The split stage's rule: rows per split keyed by content, and the row hashes it used."""
+    hashes = row_hashes(X)
+    return stratified_split(y, fractions, seed, keys=content_keys(hashes, seed)), hashes
 
 
 def _by_key(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:

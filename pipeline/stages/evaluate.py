@@ -37,10 +37,7 @@ def run(args: argparse.Namespace) -> int:
 def evaluate(root: str | Path = ".") -> dict[str, Any]:
     """Compute and write the metrics; return them."""
     root = Path(root)
-    try:
-        weights, arch, extra = nn.load_model(root / MODEL_STEM)
-    except nn.ModelFileError as e:
-        raise DataError(str(e)) from None
+    weights, arch, extra = nn.load_model(root / MODEL_STEM)
     normalizer, norm_doc = load_normalizer(root)
     if extra.get("normalizer") != normalizer.to_dict():
         raise DataError(f"{MODEL_STEM}.json: trained on differently normalized data than the split; rerun train")

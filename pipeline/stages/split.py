@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.config import Params, load_params
 from pipeline.data.io import atomic_dir, atomic_save_npy, atomic_write_json
 from pipeline.data.normalize import Normalizer, chunk_rows
-from pipeline.data.split import SPLITS, content_keys, find_duplicates, row_hashes, stratified_split
+from pipeline.data.split import SPLITS, find_duplicates, split_rows
 from pipeline.data.store import load_prepared
 from pipeline.paths import SPLIT_DIR, SPLIT_REPORT
 
@@ -37,8 +37,7 @@ def split(params: Params, root: str | Path = ".") -> dict[str, Any]:
     root = Path(root)
     X, y, meta = load_prepared(root)
     classes = list(meta["classes"])
-    hashes = row_hashes(X)  # one pass: the split keys (file-order independent) and the duplicate check
-    rows = stratified_split(y, params.split, params.seed, keys=content_keys(hashes, params.seed))
+    rows, hashes = split_rows(X, y, params.split, params.seed)  # hashes: reused by the duplicate check
     normalizer = Normalizer.fit(X, params.prepare.normalize, float(meta["pixel_range"]), rows=rows["train"])
     report = {
         "seed": params.seed,

@@ -20,7 +20,7 @@ from pipeline import nn
 from pipeline.config import Params, load_params
 from pipeline.data.io import atomic_write_json, read_json
 from pipeline.data.store import load_normalizer, load_split
-from pipeline.errors import DataError, NumericalError
+from pipeline.errors import DataError
 from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_DIR
 from pipeline.paths import TRAIN_HISTORY as HISTORY
 from pipeline.paths import TRAIN_METRICS as METRICS
@@ -89,12 +89,9 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     classes = list(norm_doc["classes"])
     arch = architecture(params.model, X.shape[1], len(classes))
     hp = fit_options(params.train)
-    try:
-        # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
-        with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
-            result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=seed)
-    except nn.Diverged as e:
-        raise NumericalError(f"train: {e}") from None
+    # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
+    with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
+        result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=seed)
 
     metrics = {
         "train_error": nn.error_rate(X.T, y, result.weights, arch),

@@ -15,7 +15,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import load_params
 from pipeline.data.io import load_npy
-from pipeline.data.split import content_keys, row_hashes, stratified_split
+from pipeline.data.split import split_rows
 from pipeline.data.store import load_normalizer
 from tests.data.helpers import REPO, blobs, run_module, save_npz, tree_bytes, write_params
 
@@ -66,14 +66,13 @@ def test_no_leakage_dev_and_test_pixels_do_not_touch_train(repo: Path, monkeypat
     y = load_npy("data/prepared/y.npy", mmap=False)
     params = load_params("params.yaml")
     X = load_npy("data/prepared/X.npy", mmap=False).copy()
-    hashes = row_hashes(X)
-    rows = stratified_split(y, params.split, params.seed, keys=content_keys(hashes, params.seed))
+    rows, hashes = split_rows(X, y, params.split, params.seed)
     held_out = np.concatenate([rows["dev"], rows["test"]])
     X[held_out] = 16.0 - X[held_out]  # invert those images
     np.save("data/prepared/X.npy", X)
     # Membership follows content, so inverted images would be new examples: keep the old keys to
     # ask only whether the normalizer and train features ignore the held-out pixels.
-    monkeypatch.setattr("pipeline.stages.split.row_hashes", lambda _X: hashes)
+    monkeypatch.setattr("pipeline.data.split.row_hashes", lambda _X: hashes)
     assert cli("split") == 0
 
     np.testing.assert_array_equal(load_npy("data/split/X_train.npy"), train_before)
@@ -197,9 +196,8 @@ def test_killed_stage_leaves_previous_outputs_intact(repo: Path, stage: str) -> 
 def _split_members(root: Path) -> dict[str, set[bytes]]:
     """Each split's examples as a set of (raw content, label) fingerprints, whatever the row order."""
     X, y = load_npy(root / "data/prepared/X.npy", mmap=False), load_npy(root / "data/prepared/y.npy", mmap=False)
-    hashes = row_hashes(X)
     params = load_params(root / "params.yaml")
-    rows = stratified_split(y, params.split, params.seed, keys=content_keys(hashes, params.seed))
+    rows, hashes = split_rows(X, y, params.split, params.seed)
     return {name: {hashes[i] + bytes([int(y[i])]) for i in idx} for name, idx in rows.items()}
 
 

@@ -13,7 +13,7 @@ from pipeline.cli import main
 from pipeline.config import load_params
 from pipeline.data.io import load_npy
 from pipeline.data.normalize import Normalizer
-from pipeline.data.split import stratified_split
+from pipeline.data.split import split_rows
 from pipeline.data.store import load_split
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import train as train_stage
@@ -79,7 +79,7 @@ def test_raw_pixel_rows_predict_through_the_model_metadata(repo: Path) -> None:
     weights, arch, extra = nn.load_model("models/final")
     params = load_params("params.yaml")
     raw_X, raw_y = load_npy("data/prepared/X.npy"), load_npy("data/prepared/y.npy")
-    rows = stratified_split(raw_y, params.split, params.seed)["test"]
+    rows = split_rows(raw_X, raw_y, params.split, params.seed)[0]["test"]
     X = Normalizer.from_dict(extra["normalizer"]).transform(raw_X[rows])
     np.testing.assert_array_equal(X, load_split("test")[0])
     labels = [extra["classes"][k] for k in nn.predict(X.T, weights, arch)]
