@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -178,7 +179,7 @@ class TuneParams:
     timeout: float | None = None
     n_workers: int = 1
     storage: str | None = None
-    study_name: str = "digits-mlp"
+    study_name: str | None = None  # None: named after the data (see data_name); the stored study adds a fingerprint
     pruner: Pruner = "median"
     startup_trials: int = 5
     space: SpaceParams = field(default_factory=SpaceParams)
@@ -186,7 +187,7 @@ class TuneParams:
     def __post_init__(self) -> None:
         _check(self.n_trials >= 1 and self.n_workers >= 1, "tune.n_trials and tune.n_workers must be >= 1")
         _check(self.timeout is None or self.timeout > 0, "tune.timeout must be > 0 or null")
-        _check(bool(self.study_name.strip()), "tune.study_name must not be empty")
+        _check(self.study_name is None or bool(self.study_name.strip()), "tune.study_name must not be empty")
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class ReportParams:
 @dataclass(frozen=True)
 class TrackingParams:
     experiment: str | None = None
-    model_name: str = "digits-mlp"
+    model_name: str | None = None  # None: named after the data, like the study
     model_alias: str = "champion"
 
 
@@ -244,11 +245,29 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
 
 
 def params_from_dict(raw: Any, source: str = "params") -> Params:
-    """Build Params from a plain mapping (as read from YAML), validating every key and type."""
+    """Build Params from a plain mapping (as read from YAML), validating every key and type.
+
+    Names left null (``tune.study_name``, ``tracking.model_name``) are filled in from the data, so
+    a study of cat photos is never called "digits": ``<data name>-mlp``.
+    """
     try:
-        return _build(Params, raw, "")
+        params = _build(Params, raw, "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+    default = f"{data_name(params.data)}-mlp"
+    tune = dataclasses.replace(params.tune, study_name=params.tune.study_name or default)
+    tracking = dataclasses.replace(params.tracking, model_name=params.tracking.model_name or default)
+    return dataclasses.replace(params, tune=tune, tracking=tracking)
+
+
+def data_name(data: DataParams) -> str:
+    """A short name for the data set: the source for digits and synthetic, else the file or folder name
+    (``data/raw/cats.h5`` -> ``cats``), with the positive class for one-vs-rest tasks."""
+    name = data.source if data.path is None or data.source in ("digits", "synthetic") else Path(data.path).stem
+    if data.positive_class is not None:
+        name = f"{name}-{data.positive_class}-vs-rest"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.").lower()
+    return slug or data.source
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

@@ -75,4 +75,24 @@ def test_missing_and_broken_files_are_config_errors(tmp_path: Path) -> None:
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     empty = tmp_path / "params.yaml"
     empty.write_text("")
-    assert load_params(empty) == Params()
+    params = load_params(empty)
+    assert params.tune.study_name == params.tracking.model_name == "digits-mlp"  # named after the default data
+    assert dataclasses.replace(params, tune=Params().tune, tracking=Params().tracking) == Params()
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        ({"source": "folder", "path": "data/raw/Cat Photos"}, "cat-photos-mlp"),
+        (
+            {"source": "hdf5", "path": "data/raw/train_catvnoncat.h5", "positive_class": 1},
+            "train_catvnoncat-1-vs-rest-mlp",
+        ),
+        ({"source": "synthetic"}, "synthetic-mlp"),
+    ],
+)
+def test_study_and_model_names_follow_the_data(data: dict, name: str) -> None:
+    params = params_from_dict({"data": data})
+    assert params.tune.study_name == params.tracking.model_name == name
+    named = params_from_dict({"data": data, "tune": {"study_name": "mine"}, "tracking": {"model_name": "m"}})
+    assert (named.tune.study_name, named.tracking.model_name) == ("mine", "m")
