@@ -17,6 +17,9 @@ from pipeline.errors import DataError
 
 __all__ = ["Normalizer", "chunk_rows"]
 
+# The modes of config.NORMALIZE_MODES (tests/test_architecture.py checks they match). Spelled here
+# because this file also travels alone inside the served MLflow model, where config does not.
+MODES = ("scale", "standardize", "none")
 Mode = Literal["scale", "standardize", "none"]
 
 
@@ -85,6 +88,6 @@ class Normalizer:
             std = None if d.get("std") is None else np.asarray(d["std"], dtype=np.float64)
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"normalizer metadata is incomplete or malformed ({e!r})") from None
-        if mode not in ("scale", "standardize", "none") or (mode == "standardize" and (mean is None or std is None)):
+        if mode not in MODES or (mode == "standardize" and (mean is None or std is None)):
             raise DataError(f"normalizer metadata has an unusable mode {mode!r} or lacks its statistics")
         return cls(mode, pixel_range, mean, std)

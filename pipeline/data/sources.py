@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,21 +43,7 @@ class Dataset:
 
 def load_dataset(data: DataParams, seed: int, root: str | Path = ".") -> Dataset:
     """Load the configured source, check it, and map labels to one-vs-rest if data.positive_class is set."""
-    root = Path(root)
-    if data.source == "digits":
-        ds = _load_digits()
-    elif data.source == "synthetic":
-        s = data.synthetic
-        ds = _make_synthetic(s.m, (s.height, s.width, s.channels), s.n_classes, seed)
-    elif data.source == "hdf5":
-        test = resolve_data_path(data.test_path, root, "data.test_path") if data.test_path else None
-        ds = _load_hdf5(resolve_data_path(data.path, root, "data.path"), test)
-    elif data.source == "folder":
-        ds = _load_folder(resolve_data_path(data.path, root, "data.path"), data.image_size)
-    elif data.source == "npz":
-        ds = _load_npz(resolve_data_path(data.path, root, "data.path"))
-    else:  # config.py restricts the choices; this is a bug guard
-        raise DataError(f"data.source '{data.source}' is not supported")
+    ds = LOADERS[data.source](data, seed, Path(root))
     _check_values(ds)
     if data.positive_class is not None:
         ds = _one_vs_rest(ds, data.positive_class)
@@ -65,6 +52,30 @@ def load_dataset(data: DataParams, seed: int, root: str | Path = ".") -> Dataset
         only = ds.classes[int(present[0])] if present.size else "none"
         raise DataError(f"{ds.source}: only one class ({only}) in the data; a classifier needs at least two")
     return ds
+
+
+def _path(data: DataParams, root: Path) -> Path:
+    return resolve_data_path(data.path, root, "data.path")
+
+
+def _synthetic(data: DataParams, seed: int, root: Path) -> Dataset:
+    s = data.synthetic
+    return _make_synthetic(s.m, (s.height, s.width, s.channels), s.n_classes, seed)
+
+
+def _hdf5(data: DataParams, seed: int, root: Path) -> Dataset:
+    test = resolve_data_path(data.test_path, root, "data.test_path") if data.test_path else None
+    return _load_hdf5(_path(data, root), test)
+
+
+# data.source -> loader(data params, seed, repository root); the keys are config.SOURCES.
+LOADERS: dict[str, Callable[[DataParams, int, Path], Dataset]] = {
+    "digits": lambda data, seed, root: _load_digits(),
+    "hdf5": _hdf5,
+    "folder": lambda data, seed, root: _load_folder(_path(data, root), data.image_size),
+    "npz": lambda data, seed, root: _load_npz(_path(data, root)),
+    "synthetic": _synthetic,
+}
 
 
 def resolve_data_path(value: str | None, root: Path, key: str) -> Path:
