@@ -35,3 +35,8 @@ class NumericalError(PipelineError, ArithmeticError):
     """Training diverged, or a study ended with no finished trial."""
 
     exit_code = 5
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (or its type's name): what fits in a one-line error."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import DataParams
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 from pipeline.paths import RAW_DIR
 
 __all__ = ["DATA_DIR", "IMAGE_SUFFIXES", "Dataset", "load_dataset", "resolve_data_path"]
@@ -156,7 +156,7 @@ def _read_h5(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[str
     except DataError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: not a readable HDF5 file ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable HDF5 file ({first_line(e)})") from None
     if images.ndim < 2 or len(images) != len(raw_y):
         raise DataError(f"{path}: {found}_set_x has {images.shape}, {found}_set_y has {len(raw_y)} labels")
     if not np.issubdtype(raw_y.dtype, np.integer):
@@ -225,7 +225,7 @@ def _read_image(f: Path, image_size: tuple[int, int] | None) -> np.ndarray:
                     im = im.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
                 return np.asarray(im, dtype=np.uint8)
     except bad as e:
-        raise DataError(f"{f}: not a readable image ({_first_line(e)}); replace or remove it") from None
+        raise DataError(f"{f}: not a readable image ({first_line(e)}); replace or remove it") from None
 
 
 def _load_npz(path: Path) -> Dataset:
@@ -241,7 +241,7 @@ def _load_npz(path: Path) -> Dataset:
     except DataError:
         raise
     except (OSError, ValueError, TypeError, EOFError) as e:  # includes pickled (object) arrays
-        raise DataError(f"{path}: not a readable .npz without pickle ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable .npz without pickle ({first_line(e)})") from None
     if images.ndim < 2 or len(images) != len(raw_y):
         raise DataError(f"{path}: X has shape {images.shape} but y has {len(raw_y)} labels")
     if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
@@ -305,7 +305,3 @@ def _text(value: object) -> str:
     if isinstance(value, np.generic):
         value = value.item()
     return str(value)
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data.io import load_npy, read_json
 from pipeline.data.normalize import Normalizer
 from pipeline.errors import DataError
+from pipeline.io import load_npy, read_json
 from pipeline.paths import MODEL_STEM, PREPARED_DIR, SPLIT_DIR, SPLIT_REPORT
 
 __all__ = [

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.data.io import load_npy, read_json
 from pipeline.errors import DataError
+from pipeline.io import load_npy, read_json
 from pipeline.report.trials import TrialRow, read_trials
 
 SPLITS = ("train", "train_dev", "dev", "test")

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from pipeline import nn
-from pipeline.data.io import atomic_write_json
 from pipeline.data.split import SPLITS
 from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError
+from pipeline.io import atomic_write_json
 from pipeline.paths import CONFUSION, METRICS, MODEL_STEM
 
 

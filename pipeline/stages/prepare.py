@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Params, load_params
-from pipeline.data.io import atomic_dir, atomic_save_npy, atomic_write_json
 from pipeline.data.sources import load_dataset
+from pipeline.io import atomic_dir, atomic_save_npy, atomic_write_json
 from pipeline.paths import PREPARED_DIR
 
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from pipeline.config import Params, load_params
-from pipeline.data.io import atomic_write_bytes, atomic_write_json
+from pipeline.io import atomic_write_bytes, atomic_write_json
 from pipeline.paths import DIAGNOSIS_HTML as HTML
 from pipeline.paths import DIAGNOSIS_JSON as SUMMARY
 from pipeline.paths import DIAGNOSIS_MD as MARKDOWN

@@ -18,9 +18,9 @@ import numpy as np
 
 from pipeline import nn
 from pipeline.config import Params, load_params
-from pipeline.data.io import atomic_write_json, read_json
 from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError
+from pipeline.io import atomic_write_json, read_json
 from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_DIR
 from pipeline.paths import TRAIN_HISTORY as HISTORY
 from pipeline.paths import TRAIN_METRICS as METRICS

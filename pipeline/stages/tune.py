@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.config import load_params
-from pipeline.data.io import atomic_write_json
+from pipeline.io import atomic_write_json
 from pipeline.study import runner
 from pipeline.study.storage import mask_url
 from pipeline.study.sweep import sweep

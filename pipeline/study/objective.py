@@ -21,8 +21,8 @@ import optuna
 
 from pipeline import nn
 from pipeline.config import Params
-from pipeline.data.io import load_npy
 from pipeline.errors import ConfigError, DataError
+from pipeline.io import load_npy
 from pipeline.study.space import apply_params, architecture, fit_options, suggest, trial_seed
 from pipeline.threads import blas_threads_for, limit_blas_threads
 

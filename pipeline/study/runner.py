@@ -36,8 +36,8 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import Params, load_params
-from pipeline.data.io import atomic_write_bytes, atomic_write_json
 from pipeline.errors import ConfigError, NumericalError, PipelineError, StorageError
+from pipeline.io import atomic_write_bytes, atomic_write_json
 from pipeline.study.objective import Objective, load_split
 from pipeline.study.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, ClaimLock, mask_url, open_storage, resolve_url
 

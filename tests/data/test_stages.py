@@ -14,9 +14,9 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config import load_params
-from pipeline.data.io import load_npy
 from pipeline.data.split import split_rows
 from pipeline.data.store import load_normalizer
+from pipeline.io import load_npy
 from tests.data.helpers import REPO, blobs, run_module, save_npz, tree_bytes, write_params
 
 NPZ = {"data": {"source": "npz", "path": "data/raw/d.npz"}, "split": {"train": 0.6, "dev": 0.2, "test": 0.2}}
@@ -162,7 +162,7 @@ def test_failed_run_keeps_previous_outputs(repo: Path, capsys: pytest.CaptureFix
 
 KILL_MIDWAY = """
 import os, signal, sys
-import pipeline.data.io as io
+import pipeline.io as io
 real = io.atomic_save_npy
 def save_then_die(path, array):
     real(path, array)

@@ -11,10 +11,10 @@ import pytest
 from pipeline import nn
 from pipeline.cli import main
 from pipeline.config import load_params
-from pipeline.data.io import load_npy
 from pipeline.data.normalize import Normalizer
 from pipeline.data.split import split_rows
 from pipeline.data.store import load_split
+from pipeline.io import load_npy
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import train as train_stage
 from tests.data.helpers import write_params

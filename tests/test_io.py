@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import io
+from pipeline import io
 from pipeline.errors import DataError
 from tests.data.helpers import tree_bytes
 

@@ -13,17 +13,18 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 
 __all__ = [
     "atomic_dir",
     "atomic_save_npy",
+    "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "load_npy",
@@ -31,14 +32,15 @@ __all__ = [
 ]
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """The one atomic writer: ``write(f)`` fills a temporary sibling of ``path``, which is flushed to
+    disk and renamed over ``path``. Readers see the old file or the new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "wb") as f:  # write streams: a large array is not copied into memory
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
@@ -50,6 +52,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON; NaN and inf are refused because JSON has no such numbers."""
     text = json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n"
@@ -58,24 +65,10 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
     """Save one array as ``.npy`` (never pickled), atomically."""
-    path = Path(path)
     array = np.asarray(array)
     if array.dtype.hasobject:
         raise DataError(f"{path}: refusing to save an object array (it would need pickle)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:  # stream to the file: large arrays are not copied into memory
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
 @contextlib.contextmanager
@@ -113,7 +106,7 @@ def load_npy(path: str | Path, mmap: bool = True) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: not found; run the stage that writes it first (dvc repro)") from None
     except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable .npy array ({first_line(e)})") from None
 
 
 def read_json(path: str | Path) -> Any:
@@ -124,7 +117,7 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise DataError(f"{path}: not found; run the stage that writes it first (dvc repro)") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({_first_line(e)})") from None
+        raise DataError(f"{path}: not valid JSON ({first_line(e)})") from None
 
 
 def _finite(obj: Any) -> Any:
@@ -148,7 +141,3 @@ def _umask() -> int:
     mask = os.umask(0o022)  # the only way to read the umask is to set it; restore it at once
     os.umask(mask)
     return mask
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
