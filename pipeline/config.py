@@ -27,6 +27,8 @@ __all__ = ["ConfigError", "Params", "TrainParams", "load_params", "params_from_d
 # normalizers, the pruners) are keyed by the same names, and tests/test_architecture.py checks
 # that every table has exactly these keys (pipeline.nn imports numpy only, so it cannot import them).
 SOURCES = ("digits", "hdf5", "folder", "npz", "synthetic")
+FILE_SOURCES = ("hdf5", "folder", "npz")  # the formats a target distribution can be brought in
+DUPLICATE_POLICIES = ("drop", "keep")
 NORMALIZE_MODES = ("scale", "standardize", "none")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 INITS = ("zeros", "random", "xavier", "he")
@@ -35,6 +37,8 @@ DTYPES = ("float64", "float32")
 PRUNERS = ("median", "hyperband", "none")
 
 Source = Literal[SOURCES]
+FileSource = Literal[FILE_SOURCES]
+DuplicatePolicy = Literal[DUPLICATE_POLICIES]
 NormalizeMode = Literal[NORMALIZE_MODES]
 Activation = Literal[ACTIVATIONS]
 Init = Literal[INITS]
@@ -64,6 +68,23 @@ class SyntheticParams:
 
 
 @dataclass(frozen=True)
+class TargetParams:
+    """``data.target``: the distribution the model will serve (the course's "cat videos on a phone").
+
+    Dev and test come from it only; train and train-dev from the primary source only, except the
+    ``split.target_train`` fraction of target examples moved into training when target data is scarce.
+    """
+
+    source: FileSource
+    path: str
+    image_size: tuple[int, int] | None = None  # folder only, as data.image_size
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None:
+            _check(min(self.image_size) >= 1, "data.target.image_size must be positive [height, width]")
+
+
+@dataclass(frozen=True)
 class DataParams:
     source: Source = "digits"
     path: str | None = None
@@ -71,6 +92,7 @@ class DataParams:
     positive_class: int | str | None = None
     image_size: tuple[int, int] | None = None
     synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+    target: TargetParams | None = None  # null: dev and test are drawn from the same pool as train
 
     def __post_init__(self) -> None:
         if self.source in ("hdf5", "folder", "npz"):
@@ -90,6 +112,8 @@ class SplitParams:
     dev: float = 0.01
     test: float = 0.01
     train_dev: float = 0.0
+    duplicates: DuplicatePolicy = "drop"  # drop: later copies of an identical example are removed before splitting
+    target_train: float = 0.0  # with data.target: the fraction of target examples moved into training
 
     def __post_init__(self) -> None:
         for name in ("train", "dev", "test"):
@@ -97,6 +121,7 @@ class SplitParams:
         total = self.train + self.dev + self.test
         _check(math.isclose(total, 1.0, abs_tol=1e-9), f"split.train + split.dev + split.test must be 1, got {total:g}")
         _check(0.0 <= self.train_dev < 1.0, "split.train_dev must lie in [0, 1)")
+        _check(0.0 <= self.target_train < 1.0, "split.target_train must lie in [0, 1)")
 
 
 @dataclass(frozen=True)

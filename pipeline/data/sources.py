@@ -20,7 +20,7 @@ from pipeline.config import DataParams
 from pipeline.errors import DataError, first_line
 from pipeline.paths import RAW_DIR
 
-__all__ = ["DATA_DIR", "IMAGE_SUFFIXES", "Dataset", "load_dataset", "resolve_data_path"]
+__all__ = ["DATA_DIR", "IMAGE_SUFFIXES", "LOADERS", "Dataset", "load_dataset", "load_target", "resolve_data_path"]
 
 DATA_DIR = RAW_DIR  # relative to the repository root
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -76,6 +76,42 @@ LOADERS: dict[str, Callable[[DataParams, int, Path], Dataset]] = {
     "npz": lambda data, seed, root: _load_npz(_path(data, root)),
     "synthetic": _synthetic,
 }
+
+
+def load_target(data: DataParams, primary: Dataset, root: str | Path = ".") -> Dataset | None:
+    """The ``data.target`` source, checked against the primary one and labelled with its classes.
+
+    Image size, channels and pixel range must agree (a mismatch names both files and what
+    differs); classes are matched by name, so the target may hold a subset of the primary's
+    classes in any order, but no class the model is not trained on.
+    """
+    t = data.target
+    if t is None:
+        return None
+    root = Path(root)
+    path = resolve_data_path(t.path, root, "data.target.path")
+    if t.source == "hdf5":
+        images, labels, classes = _read_h5(path, "test")  # the course's test file is its natural target
+        ds = Dataset(images, labels, classes, _pixel_range(images), "hdf5")
+    elif t.source == "folder":
+        ds = _load_folder(path, t.image_size or data.image_size)
+    else:
+        ds = _load_npz(path)
+    _check_values(ds)
+    if data.positive_class is not None:
+        ds = _one_vs_rest(ds, data.positive_class)
+    where = f"{path} (data.target) and {data.path or data.source} (data.path)"
+    if ds.image_shape != primary.image_shape:
+        raise DataError(
+            f"{where}: images are {ds.image_shape} and {primary.image_shape}; bring one size or set image_size"
+        )
+    if ds.pixel_range != primary.pixel_range:
+        raise DataError(f"{where}: pixel ranges {ds.pixel_range:g} and {primary.pixel_range:g} differ; save both alike")
+    unknown = sorted(set(ds.classes) - set(primary.classes))
+    if unknown:
+        raise DataError(f"{where}: target classes {unknown} are not among the primary classes {list(primary.classes)}")
+    to_primary = np.array([primary.classes.index(c) for c in ds.classes], dtype=np.int64)
+    return Dataset(ds.images, to_primary[ds.labels], primary.classes, primary.pixel_range, ds.source)
 
 
 def resolve_data_path(value: str | None, root: Path, key: str) -> Path:

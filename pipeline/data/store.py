@@ -35,6 +35,12 @@ def load_prepared(root: str | Path = ".") -> tuple[np.ndarray, np.ndarray, dict[
     return X, y, meta
 
 
+def load_origin(root: str | Path = ".") -> np.ndarray | None:
+    """Which source each prepared row came from (0 primary, 1 ``data.target``), or None without a target."""
+    path = Path(root) / PREPARED_DIR / "origin.npy"
+    return load_npy(path, mmap=False) if path.exists() else None
+
+
 def load_split(name: str, root: str | Path = ".", mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Return one normalized split as rows X (m, n_x) float32 and labels y (m,) int64."""
     d = Path(root) / SPLIT_DIR

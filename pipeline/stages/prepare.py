@@ -1,7 +1,8 @@
 """Stage ``prepare``: load the configured source, flatten (m, h, w, c) images to rows, write raw float32.
 
-Writes ``data/prepared/{X.npy, y.npy, meta.json}`` as one unit (a failed run leaves the old folder).
-Normalization happens in the split stage, which may only look at training rows.
+Writes ``data/prepared/{X.npy, y.npy, meta.json}`` as one unit (a failed run leaves the old folder);
+with ``data.target`` the target examples follow the primary ones and ``origin.npy`` marks each row
+(0 primary, 1 target). Normalization happens in the split stage, which may only look at training rows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Params, load_params
-from pipeline.data.sources import load_dataset
+from pipeline.data.sources import load_dataset, load_target
 from pipeline.io import atomic_dir, atomic_save_npy, atomic_write_json
 from pipeline.paths import PREPARED_DIR
 
@@ -35,7 +36,9 @@ def prepare(params: Params, root: str | Path = ".") -> dict[str, Any]:
     """Load, flatten and write the prepared arrays; return meta.json's content."""
     root = Path(root)
     ds = load_dataset(params.data, params.seed, root)
-    m = len(ds.images)
+    target = load_target(params.data, ds, root)
+    parts = [ds] if target is None else [ds, target]
+    m = sum(len(p.images) for p in parts)
     n_x = int(np.prod(ds.image_shape))
     meta = {
         "source": ds.source,
@@ -48,14 +51,24 @@ def prepare(params: Params, root: str | Path = ".") -> dict[str, Any]:
         "n_examples": m,
         "n_features": n_x,
     }
+    if target is not None:
+        t = params.data.target
+        meta["target"] = {"source": target.source, "path": t.path, "n_examples": len(target.images)}
     with atomic_dir(root / PREPARED_DIR) as tmp:
         # write X in chunks straight into the .npy so a large source never needs a float64 copy
         X = np.lib.format.open_memmap(tmp / "X.npy", mode="w+", dtype=np.float32, shape=(m, n_x))
         chunk = max(1, 2**24 // max(1, n_x))
-        for i in range(0, m, chunk):
-            X[i : i + chunk] = ds.images[i : i + chunk].reshape(-1, n_x)
+        start = 0
+        for part in parts:
+            for i in range(0, len(part.images), chunk):
+                block = part.images[i : i + chunk].reshape(-1, n_x)
+                X[start : start + len(block)] = block
+                start += len(block)
         X.flush()
         del X
-        atomic_save_npy(tmp / "y.npy", ds.labels.astype(np.int64))
+        atomic_save_npy(tmp / "y.npy", np.concatenate([p.labels for p in parts]).astype(np.int64))
+        if target is not None:
+            origin = np.repeat(np.arange(len(parts), dtype=np.int8), [len(p.images) for p in parts])
+            atomic_save_npy(tmp / "origin.npy", origin)
         atomic_write_json(tmp / "meta.json", meta)
     return meta

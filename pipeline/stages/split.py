@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.config import Params, load_params
 from pipeline.data.normalize import Normalizer, chunk_rows
 from pipeline.data.split import SPLITS, find_duplicates, split_rows
-from pipeline.data.store import load_prepared
+from pipeline.data.store import load_origin, load_prepared
 from pipeline.io import atomic_dir, atomic_save_npy, atomic_write_json
 from pipeline.paths import SPLIT_DIR, SPLIT_REPORT
 
@@ -37,7 +37,8 @@ def split(params: Params, root: str | Path = ".") -> dict[str, Any]:
     root = Path(root)
     X, y, meta = load_prepared(root)
     classes = list(meta["classes"])
-    rows, hashes = split_rows(X, y, params.split, params.seed)  # hashes: reused by the duplicate check
+    origin = load_origin(root)
+    rows, hashes, dropped = split_rows(X, y, params.split, params.seed, origin)  # hashes: reused below
     normalizer = Normalizer.fit(X, params.prepare.normalize, float(meta["pixel_range"]), rows=rows["train"])
     report = {
         "seed": params.seed,
@@ -50,7 +51,19 @@ def split(params: Params, root: str | Path = ".") -> dict[str, Any]:
             for name in SPLITS
         },
         "duplicates": find_duplicates(X, rows, hashes=hashes),
+        "duplicates_policy": params.split.duplicates,
+        "dropped_duplicates": len(dropped),  # later copies removed before splitting (policy drop)
     }
+    if origin is not None:
+        target = meta.get("target") or {}
+        report["target"] = {
+            "source": target.get("source"),
+            "path": target.get("path"),
+            "n_examples": int(np.sum(origin == 1)),
+            "target_train": params.split.target_train,
+            "in_train": int(np.sum(origin[rows["train"]] == 1)),
+        }
+        report["distributions"] = {"train": "primary", "train_dev": "primary", "dev": "target", "test": "target"}
     with atomic_dir(root / SPLIT_DIR) as tmp:
         for name in SPLITS:
             _write_rows(tmp / f"X_{name}.npy", X, rows[name], normalizer)

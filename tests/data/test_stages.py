@@ -66,7 +66,7 @@ def test_no_leakage_dev_and_test_pixels_do_not_touch_train(repo: Path, monkeypat
     y = load_npy("data/prepared/y.npy", mmap=False)
     params = load_params("params.yaml")
     X = load_npy("data/prepared/X.npy", mmap=False).copy()
-    rows, hashes = split_rows(X, y, params.split, params.seed)
+    rows, hashes, _ = split_rows(X, y, params.split, params.seed)
     held_out = np.concatenate([rows["dev"], rows["test"]])
     X[held_out] = 16.0 - X[held_out]  # invert those images
     np.save("data/prepared/X.npy", X)
@@ -197,7 +197,7 @@ def _split_members(root: Path) -> dict[str, set[bytes]]:
     """Each split's examples as a set of (raw content, label) fingerprints, whatever the row order."""
     X, y = load_npy(root / "data/prepared/X.npy", mmap=False), load_npy(root / "data/prepared/y.npy", mmap=False)
     params = load_params(root / "params.yaml")
-    rows, hashes = split_rows(X, y, params.split, params.seed)
+    rows, hashes, _ = split_rows(X, y, params.split, params.seed)
     return {name: {hashes[i] + bytes([int(y[i])]) for i in idx} for name, idx in rows.items()}
 
 
