@@ -213,6 +213,20 @@ class TuneParams:
         _check(self.n_trials >= 1 and self.n_workers >= 1, "tune.n_trials and tune.n_workers must be >= 1")
         _check(self.timeout is None or self.timeout > 0, "tune.timeout must be > 0 or null")
         _check(self.study_name is None or bool(self.study_name.strip()), "tune.study_name must not be empty")
+        _check(
+            self.storage is None or not _has_password(self.storage),
+            "tune.storage holds a password, which would be written into dvc.lock; remove it from the URL and "
+            "set PGPASSWORD or a ~/.pgpass entry instead",
+        )
+
+
+def _has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -259,7 +273,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            raw = yaml.load(f, Loader=_UniqueKeyLoader)
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{path}: {e}; keep one of them") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found; run from the repository root or pass --params") from None
     except yaml.YAMLError as e:
@@ -267,6 +283,24 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         line = f" (line {where.line + 1})" if where is not None else ""
         raise ConfigError(f"{path}: not valid YAML{line}; fix the syntax") from None
     return params_from_dict(raw if raw is not None else {}, source=str(path))
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a params file must not."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(f"key '{key}' appears twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def params_from_dict(raw: Any, source: str = "params") -> Params:

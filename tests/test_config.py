@@ -96,3 +96,16 @@ def test_study_and_model_names_follow_the_data(data: dict, name: str) -> None:
     assert params.tune.study_name == params.tracking.model_name == name
     named = params_from_dict({"data": data, "tune": {"study_name": "mine"}, "tracking": {"model_name": "m"}})
     assert (named.tune.study_name, named.tracking.model_name) == ("mine", "m")
+
+
+def test_a_duplicated_key_names_the_key_and_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\ntrain:\n  epochs: 5\n  learning_rate: 0.1\n  epochs: 7\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: key 'epochs' appears twice \(lines 3 and 5\)"):
+        load_params(path)
+
+
+def test_a_password_in_the_storage_url_is_refused() -> None:
+    with pytest.raises(ConfigError, match="PGPASSWORD"):
+        params_from_dict({"tune": {"storage": "postgresql+psycopg2://optuna:secret@db:5432/studies"}})
+    assert params_from_dict({"tune": {"storage": "postgresql+psycopg2://optuna@db:5432/studies"}}).tune.storage
