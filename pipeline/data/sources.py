@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import DataParams
+from pipeline.data.memory import check_fits
 from pipeline.errors import DataError, first_line
 from pipeline.paths import RAW_DIR
 
@@ -150,6 +151,7 @@ def _make_synthetic(m: int, shape: tuple[int, int, int], n_classes: int, seed: i
     """Noisy copies of one random prototype image per class: learnable, any size, fully seeded."""
     if m < 2 * n_classes:
         raise DataError(f"data.synthetic.m={m} is too small for {n_classes} classes; use at least {2 * n_classes}")
+    check_fits(m * int(np.prod(shape)), f"data.synthetic ({m} images of {shape})", "lower data.synthetic.m")
     rng = np.random.default_rng([seed, 0x5EED])  # its own stream, so the split's draws stay independent
     prototypes = rng.uniform(0, 255, size=(n_classes, *shape))
     labels = rng.permutation(np.arange(m) % n_classes).astype(np.int64)  # every class present, balanced
@@ -186,7 +188,11 @@ def _read_h5(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[str
             found = next((p for p in (prefix, "test" if prefix == "train" else "train") if f"{p}_set_x" in f), None)
             if found is None or f"{found}_set_y" not in f:
                 raise DataError(f"{path}: expected datasets {prefix}_set_x and {prefix}_set_y, found {keys}")
-            images = np.asarray(f[f"{found}_set_x"][()])
+            x = f[f"{found}_set_x"]
+            check_fits(
+                int(np.prod(x.shape)) * x.dtype.itemsize, f"{path} {found}_set_x {x.shape}", "bring fewer images"
+            )
+            images = np.asarray(x[()])
             raw_y = np.asarray(f[f"{found}_set_y"][()]).ravel()  # the course stores (m,) or (1, m)
             names = [_text(c) for c in np.asarray(f["list_classes"][()]).ravel()] if "list_classes" in f else None
     except DataError:
@@ -220,8 +226,12 @@ def _load_folder(folder: Path, image_size: tuple[int, int] | None) -> Dataset:
     arrays: list[np.ndarray] = []
     labels: list[int] = []
     first: tuple[Path, tuple[int, int]] | None = None
-    for k, class_dir in enumerate(entries):
-        files = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+    listed = [sorted(p for p in d.iterdir() if not p.name.startswith(".")) for d in entries]
+    n_files = sum(len(files) for files in listed)
+    if image_size is not None:  # known before decoding anything: colour images are the worst case
+        size = f"{n_files} images at data.image_size {image_size[0]}x{image_size[1]}"
+        check_fits(n_files * image_size[0] * image_size[1] * 3, size, "lower data.image_size or bring fewer images")
+    for k, (class_dir, files) in enumerate(zip(entries, listed, strict=True)):
         if not files:
             raise DataError(f"{class_dir}: class folder is empty; add images or remove it")
         for f in files:
@@ -232,6 +242,7 @@ def _load_folder(folder: Path, image_size: tuple[int, int] | None) -> Dataset:
             a = _read_image(f, image_size)
             if first is None:
                 first = (f, a.shape[:2])
+                check_fits(n_files * a.size, f"{n_files} images of {a.shape[0]}x{a.shape[1]}", "set data.image_size")
             elif a.shape[:2] != first[1]:
                 raise DataError(
                     f"{f}: image is {a.shape[0]}x{a.shape[1]} but {first[0].relative_to(folder)} is"

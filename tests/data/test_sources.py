@@ -238,3 +238,31 @@ def test_npz_single_class_is_refused(repo: Path) -> None:
     save_npz(repo / "data/raw/a.npz", np.zeros((5, 2)), np.zeros(5, dtype=int))
     with pytest.raises(DataError, match="only one class"):
         load(repo, source="npz", path="data/raw/a.npz")
+
+
+def test_an_image_size_too_large_for_memory_exits_3_before_allocating(repo: Path, capsys) -> None:
+    """data.image_size [20000, 20000] is refused with the estimate before a single image is decoded."""
+    from PIL import Image
+
+    from pipeline.cli import main
+    from tests.data.helpers import write_params
+
+    for k, name in enumerate(("a", "b")):
+        (repo / "data/raw/images" / name).mkdir(parents=True)
+        Image.fromarray(np.full((4, 4, 3), 40 * k, dtype=np.uint8)).save(repo / "data/raw/images" / name / "0.png")
+    source = {"source": "folder", "path": "data/raw/images", "image_size": [200000, 200000]}
+    write_params(repo, {"data": source})
+    assert main(["prepare", "--params", "params.yaml"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "2 images at data.image_size 200000x200000 needs about 223.5 GiB in memory" in err
+    assert "are available; lower data.image_size" in err
+
+
+def test_the_memory_estimate_uses_what_is_available(monkeypatch) -> None:
+    from pipeline.data import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    memory.check_fits(2**29, "half", "fine")
+    with pytest.raises(DataError, match=r"needs about 2.0 GiB in memory but 1.0 GiB are available; bring less"):
+        memory.check_fits(2**31, "this", "bring less")
