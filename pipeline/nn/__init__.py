@@ -1,7 +1,7 @@
 """The NumPy network core. Imports numpy only: no search, tracking, pipeline or file formats
 beyond its own pickle-free save/load."""
 
-from pipeline.nn.gradcheck import gradient_check
+from pipeline.nn.gradcheck import check_weights, gradient_check
 from pipeline.nn.network import (
     Architecture,
     Weights,
@@ -27,6 +27,7 @@ __all__ = [
     "ModelFileError",
     "Weights",
     "backward",
+    "check_weights",
     "compute_cost",
     "encode_labels",
     "error_rate",

@@ -17,6 +17,7 @@ from pipeline.nn import (
     error_rate,
     fit,
     forward,
+    gradient_check,
     initialize,
     predict_proba,
 )
@@ -181,5 +182,6 @@ def test_a_step_with_l2_follows_the_gradient_that_gradcheck_validates(digits, op
     start = fit_start(arch)
     ZL, caches = forward(X, start, arch)
     grads = backward(ZL, encode_labels(y, arch), caches, start, arch, hp.l2_lambda)
+    assert gradient_check(X[:, :30], y[:30], start, arch, hp.l2_lambda, n_checks=40) < 1e-7
     for name in start:  # momentum's first step: v = (1 - beta) g
         np.testing.assert_allclose(after[name], start[name] - hp.learning_rate * factor * grads["d" + name], atol=1e-13)
