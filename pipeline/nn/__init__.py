@@ -2,6 +2,7 @@
 beyond its own pickle-free save/load."""
 
 from pipeline.nn.gradcheck import check_weights, gradient_check
+from pipeline.nn.health import LayerHealth
 from pipeline.nn.network import (
     Architecture,
     Weights,
@@ -24,6 +25,7 @@ __all__ = [
     "EpochLog",
     "FitOptions",
     "FitResult",
+    "LayerHealth",
     "ModelFileError",
     "Weights",
     "backward",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.nn.health import LayerHealth, layer_health
 from pipeline.nn.network import (
     Architecture,
     Weights,
@@ -68,7 +69,8 @@ class EpochLog:
     dev_cost: float | None  # plain cross-entropy of the dev predictions, no L2 term: what pruning compares
     dev_error: float | None
     learning_rate: float
-    seconds: float  # wall time of this epoch's updates
+    seconds: float  # wall time of this epoch's updates (the health numbers included)
+    health: tuple[LayerHealth, ...] = ()  # per layer, at the epoch's last step (pipeline.nn.health)
 
 
 Callback = Callable[[EpochLog], None]
@@ -101,8 +103,13 @@ def fit(
     y_dev: np.ndarray | None = None,
     seed: int | np.random.Generator = 0,
     callbacks: Sequence[Callback] = (),
+    _health: bool = True,
 ) -> FitResult:
-    """Train a network on X (n_x, m) with labels y (m,); return its weights and history."""
+    """Train a network on X (n_x, m) with labels y (m,); return its weights and history.
+
+    ``_health=False`` leaves ``EpochLog.health`` empty: only for tests and the benchmark, which
+    check that the health numbers change nothing and cost little.
+    """
     if X.shape[0] != arch.layer_dims[0]:
         raise ValueError(f"X has {X.shape[0]} features but the network expects {arch.layer_dims[0]}")
     # Independent streams for init, shuffling and dropout, so that e.g. changing keep_prob does
@@ -133,7 +140,7 @@ def fit(
             epoch_start = time.perf_counter()
             learning_rate = hp.learning_rate / (1 + hp.lr_decay * (epoch - 1))
             order = shuffle_rng.permutation(m) if batch < m else None  # reshuffled every epoch
-            cost_sum, steps = 0.0, 0
+            cost_sum, steps, health = 0.0, 0, ()
             for begin in range(0, m, batch):
                 if order is None:
                     X_b, Y_b = X, Y
@@ -145,6 +152,8 @@ def fit(
                 if not math.isfinite(cost):
                     raise Diverged(epoch, cost)
                 grads = backward(ZL, Y_b, caches, weights, arch, out=grads)  # the L2 gradient: in the step
+                if _health and begin + batch >= m:  # the epoch's last step, before the step consumes grads
+                    health = layer_health(weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1])
                 optimizer.step(weights, grads, learning_rate, hp.l2_lambda, X_b.shape[1])
                 cost_sum += cost * X_b.shape[1]
                 steps += 1
@@ -160,7 +169,7 @@ def fit(
             # each step's J_b with its own m_b (network.py's L2 convention), averaged over the examples:
             # sum_b m_b (CE_b + lambda/(2 m_b) S) / m = mean CE + steps * lambda/(2m) S
             train_cost = cost_sum / m + steps * l2_penalty(weights, hp.l2_lambda, m)
-            log = EpochLog(epoch, train_cost, dev_cost, dev_error, learning_rate, seconds)
+            log = EpochLog(epoch, train_cost, dev_cost, dev_error, learning_rate, seconds, health)
             result.history.append(log)
             for callback in callbacks:
                 callback(log)
