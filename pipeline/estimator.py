@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline.nn import Architecture, FitOptions, fit, predict, predict_proba
@@ -44,10 +45,14 @@ class NumpyMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> NumpyMLPClassifier:
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)  # a continuous target: scikit-learn's "Unknown label type" error
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(f"need at least two classes to fit, got {len(self.classes_)}")
+        if len(self.classes_) < 2:  # scikit-learn's wording (LogisticRegression, LinearSVC)
+            raise ValueError(
+                "This solver needs samples of at least 2 classes in the data, but the data contains only one"
+                f" class: {self.classes_.tolist()[0]!r}"
+            )
         self.architecture_ = Architecture.build(
             X.shape[1], len(self.classes_), tuple(self.hidden_layers), self.hidden_activation, self.init, self.dtype
         )

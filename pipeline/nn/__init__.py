@@ -1,7 +1,8 @@
 """The NumPy network core. Imports numpy only: no search, tracking, pipeline or file formats
 beyond its own pickle-free save/load."""
 
-from pipeline.nn.gradcheck import gradient_check
+from pipeline.nn.gradcheck import check_weights, gradient_check
+from pipeline.nn.health import LayerHealth
 from pipeline.nn.network import (
     Architecture,
     Weights,
@@ -24,9 +25,11 @@ __all__ = [
     "EpochLog",
     "FitOptions",
     "FitResult",
+    "LayerHealth",
     "ModelFileError",
     "Weights",
     "backward",
+    "check_weights",
     "compute_cost",
     "encode_labels",
     "error_rate",

@@ -151,6 +151,18 @@ def forward(
     return ZL, caches
 
 
+# --- L2 regularization: the penalty and its gradient, side by side; no other code writes the rule --
+# The course's cost J = CE + lambda/(2m) * sum_l ||W[l]||^2 (biases are not regularized) has the
+# gradient dCE/dW[l] + (lambda/m) W[l]. m is the number of examples the cross-entropy is averaged
+# over: in fit, the batch of each step, the last partial batch included. That is scikit-learn's
+# convention (alpha / batch size), and with it every step descends exactly the J of its own batch
+# and full batch is the course's J with m = the training-set size. fit reports as train cost the
+# mean, over the epoch's examples, of the J of the step that used them: mean CE + steps * lambda/(2m)
+# * sum ||W||^2 (m = training-set size), the squares taken once at the epoch's end. fit's optimizers
+# apply l2_gradient_scale in the step (plain gradient descent as the decay W *= 1 - lr * c: the
+# same gradient, without a weight-sized temporary); backward applies it only when asked (gradcheck).
+
+
 def l2_penalty(weights: Weights, l2_lambda: float, m: int) -> float:
     """(lambda / 2m) * sum of squared weights; biases are not regularized."""
     if l2_lambda == 0:
@@ -159,8 +171,13 @@ def l2_penalty(weights: Weights, l2_lambda: float, m: int) -> float:
     return l2_lambda / (2 * m) * squares
 
 
+def l2_gradient_scale(name: str, l2_lambda: float, m: int) -> float:
+    """c such that d(l2_penalty)/d(parameter) = c * parameter: lambda / m for a weight matrix, 0 for a bias."""
+    return l2_lambda / m if name.startswith("W") else 0.0
+
+
 def compute_cost(ZL: np.ndarray, Y: np.ndarray, arch: Architecture, weights: Weights, l2_lambda: float = 0.0) -> float:
-    """Cross-entropy of the logits plus the L2 term (its gradient is added in ``backward``)."""
+    """Cross-entropy of the logits plus the L2 term ``l2_penalty`` (its gradient: in ``backward``)."""
     _, loss = OUTPUTS[arch.output]
     return loss(ZL, Y) + l2_penalty(weights, l2_lambda, ZL.shape[1])
 
@@ -178,7 +195,7 @@ def backward(
 
     ``out``, if given, holds arrays shaped like the gradients; they are filled and returned, so
     a training loop can reuse one set instead of allocating weight-sized arrays every step.
-    (``fit`` passes ``l2_lambda=0`` and lets the optimizer fold the L2 term into its update.)
+    (``fit`` passes ``l2_lambda=0`` and lets the optimizer fold the L2 gradient into its update.)
     """
     probabilities, _ = OUTPUTS[arch.output]
     derivative = DERIVATIVES[arch.hidden_activation]
@@ -191,8 +208,8 @@ def backward(
     for l in range(arch.n_layers, 0, -1):
         cache, W = caches[l - 1], weights[f"W{l}"]
         dW = np.matmul(dZ, cache.A_prev.T, out=grads.get(f"dW{l}"))
-        if l2_lambda:
-            dW += (l2_lambda / m) * W  # gradient of the (lambda / 2m) * sum(W^2) cost term
+        if scale := l2_gradient_scale(f"W{l}", l2_lambda, m):
+            dW += scale * W
         grads[f"dW{l}"] = dW
         # row sums as a matrix-vector product: ~4x faster than dZ.sum(axis=1) on column-major dZ
         grads[f"db{l}"] = np.matmul(dZ, ones, out=grads.get(f"db{l}"))

@@ -1,35 +1,29 @@
 """Parameter updates: plain gradient descent, momentum and Adam, as a name-to-class table.
 
-``step`` takes the gradients of the data term and the L2 coefficient ``l2`` (lambda / m); the
-L2 gradient ``l2 * W`` of each weight matrix is added here rather than in ``backward``, so that
-plain gradient descent can apply it as a decay of W without another pass over a temporary.
-Every optimizer updates the weight arrays in place and may overwrite the gradients it is given
-(a step consumes them), so a step allocates no weight-sized temporaries.
+``step`` takes the gradients of the data term, ``l2_lambda`` and the batch size ``m``; the L2
+gradient (``network.l2_gradient_scale``, where the rule and its convention are written) is added
+here rather than in ``backward``, so that plain gradient descent can apply it as a decay of W
+without another pass over a temporary. Every optimizer updates the weight arrays in place and may
+overwrite the gradients it is given (a step consumes them), so a step allocates no weight-sized
+temporaries.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.nn.network import Weights
-
-
-def add_l2(g: np.ndarray, name: str, W: np.ndarray, l2: float) -> np.ndarray:
-    """g + l2 * W for weight matrices; biases are not regularized."""
-    if l2 and name.startswith("W"):
-        g += l2 * W
-    return g
+from pipeline.nn.network import Weights, l2_gradient_scale
 
 
 class GradientDescent:
     def __init__(self, weights: Weights, beta1: float, beta2: float, epsilon: float) -> None:
         pass
 
-    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2: float = 0.0) -> None:
+    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2_lambda: float = 0.0, m: int = 1) -> None:
         for name, W in weights.items():
             g = grads["d" + name]
-            if l2 and name.startswith("W"):
-                W *= 1 - learning_rate * l2  # W - lr (g + l2 W) = (1 - lr l2) W - lr g
+            if scale := l2_gradient_scale(name, l2_lambda, m):
+                W *= 1 - learning_rate * scale  # W - lr (g + c W) = (1 - lr c) W - lr g
             g *= learning_rate  # in place: W -= lr * g would allocate a temporary as large as W
             W -= g
 
@@ -41,9 +35,11 @@ class Momentum:
         self.beta = beta1
         self.v = {name: np.zeros_like(W) for name, W in weights.items()}
 
-    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2: float = 0.0) -> None:
+    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2_lambda: float = 0.0, m: int = 1) -> None:
         for name, W in weights.items():
-            g, v = add_l2(grads["d" + name], name, W, l2), self.v[name]
+            g, v = grads["d" + name], self.v[name]
+            if scale := l2_gradient_scale(name, l2_lambda, m):
+                g += scale * W
             v *= self.beta
             g *= 1 - self.beta
             v += g
@@ -58,12 +54,14 @@ class Adam:
         self.v = {name: np.zeros_like(W) for name, W in weights.items()}
         self.s = {name: np.zeros_like(W) for name, W in weights.items()}
 
-    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2: float = 0.0) -> None:
+    def step(self, weights: Weights, grads: Weights, learning_rate: float, l2_lambda: float = 0.0, m: int = 1) -> None:
         self.t += 1
         correction1 = 1 - self.beta1**self.t
         correction2 = 1 - self.beta2**self.t
         for name, W in weights.items():
-            g, v, s = add_l2(grads["d" + name], name, W, l2), self.v[name], self.s[name]
+            g, v, s = grads["d" + name], self.v[name], self.s[name]
+            if scale := l2_gradient_scale(name, l2_lambda, m):
+                g += scale * W
             v *= self.beta1
             v += (1 - self.beta1) * g
             g *= g  # g is consumed: reuse it for g^2

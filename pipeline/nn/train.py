@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.nn.health import LayerHealth, layer_health
 from pipeline.nn.network import (
     Architecture,
     Weights,
@@ -64,11 +65,12 @@ class FitOptions:
 @dataclass(frozen=True)
 class EpochLog:
     epoch: int  # counts from 1
-    train_cost: float  # mean mini-batch cross-entropy (dropout active) + the L2 term at the epoch's end
-    dev_cost: float | None
+    train_cost: float  # mean mini-batch cross-entropy (dropout active) + the L2 term (convention: network.py)
+    dev_cost: float | None  # plain cross-entropy of the dev predictions, no L2 term: what pruning compares
     dev_error: float | None
     learning_rate: float
-    seconds: float  # wall time of this epoch's updates
+    seconds: float  # wall time of this epoch's updates (the health numbers included)
+    health: tuple[LayerHealth, ...] = ()  # per layer, at the epoch's last step (pipeline.nn.health)
 
 
 Callback = Callable[[EpochLog], None]
@@ -101,8 +103,13 @@ def fit(
     y_dev: np.ndarray | None = None,
     seed: int | np.random.Generator = 0,
     callbacks: Sequence[Callback] = (),
+    _health: bool = True,
 ) -> FitResult:
-    """Train a network on X (n_x, m) with labels y (m,); return its weights and history."""
+    """Train a network on X (n_x, m) with labels y (m,); return its weights and history.
+
+    ``_health=False`` leaves ``EpochLog.health`` empty: only for tests and the benchmark, which
+    check that the health numbers change nothing and cost little.
+    """
     if X.shape[0] != arch.layer_dims[0]:
         raise ValueError(f"X has {X.shape[0]} features but the network expects {arch.layer_dims[0]}")
     # Independent streams for init, shuffling and dropout, so that e.g. changing keep_prob does
@@ -133,7 +140,7 @@ def fit(
             epoch_start = time.perf_counter()
             learning_rate = hp.learning_rate / (1 + hp.lr_decay * (epoch - 1))
             order = shuffle_rng.permutation(m) if batch < m else None  # reshuffled every epoch
-            cost_sum = 0.0
+            cost_sum, steps, health = 0.0, 0, ()
             for begin in range(0, m, batch):
                 if order is None:
                     X_b, Y_b = X, Y
@@ -141,25 +148,28 @@ def fit(
                     idx = order[begin : begin + batch]
                     X_b, Y_b = X[:, idx], Y[:, idx]
                 ZL, caches = forward(X_b, weights, arch, hp.keep_prob, dropout_rng)
-                # The L2 term is added once per epoch below: summing every weight's square at
-                # every step would cost a pass over all weights per step for a reported number.
-                cost = compute_cost(ZL, Y_b, arch, weights)
+                cost = compute_cost(ZL, Y_b, arch, weights)  # the L2 term: once per epoch, below
                 if not math.isfinite(cost):
                     raise Diverged(epoch, cost)
-                grads = backward(ZL, Y_b, caches, weights, arch, out=grads)  # L2 term: in the step
-                optimizer.step(weights, grads, learning_rate, l2=hp.l2_lambda / X_b.shape[1])
+                grads = backward(ZL, Y_b, caches, weights, arch, out=grads)  # the L2 gradient: in the step
+                if _health and begin + batch >= m:  # the epoch's last step, before the step consumes grads
+                    health = layer_health(weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1])
+                optimizer.step(weights, grads, learning_rate, hp.l2_lambda, X_b.shape[1])
                 cost_sum += cost * X_b.shape[1]
+                steps += 1
             seconds = time.perf_counter() - epoch_start
 
             dev_cost = dev_error = None
             if has_dev:
                 ZL_dev, _ = forward(X_dev, weights, arch)
-                dev_cost = compute_cost(ZL_dev, Y_dev, arch, weights, hp.l2_lambda)
+                dev_cost = compute_cost(ZL_dev, Y_dev, arch, weights)  # no L2 term: comparable across lambdas
                 dev_error = float(np.mean(labels_from_logits(ZL_dev, arch) != y_dev))
                 if not math.isfinite(dev_cost):
                     raise Diverged(epoch, dev_cost)
-            train_cost = cost_sum / m + l2_penalty(weights, hp.l2_lambda, batch)
-            log = EpochLog(epoch, train_cost, dev_cost, dev_error, learning_rate, seconds)
+            # each step's J_b with its own m_b (network.py's L2 convention), averaged over the examples:
+            # sum_b m_b (CE_b + lambda/(2 m_b) S) / m = mean CE + steps * lambda/(2m) S
+            train_cost = cost_sum / m + steps * l2_penalty(weights, hp.l2_lambda, m)
+            log = EpochLog(epoch, train_cost, dev_cost, dev_error, learning_rate, seconds, health)
             result.history.append(log)
             for callback in callbacks:
                 callback(log)

@@ -6,7 +6,22 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from pipeline.nn import Architecture, Diverged, EpochLog, FitOptions, error_rate, fit
+from pipeline.nn import (
+    Architecture,
+    Diverged,
+    EpochLog,
+    FitOptions,
+    backward,
+    compute_cost,
+    encode_labels,
+    error_rate,
+    fit,
+    forward,
+    gradient_check,
+    initialize,
+    predict_proba,
+)
+from pipeline.nn.network import l2_penalty
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +133,55 @@ def test_train_params_validate_their_values() -> None:
         FitOptions(optimizer="sgd")
 
 
-def test_train_cost_is_the_batch_cross_entropy_plus_the_l2_term_at_the_epoch_end(digits) -> None:
-    from pipeline.nn import compute_cost, encode_labels, forward, initialize
-    from pipeline.nn.network import l2_penalty
+def fit_start(arch: Architecture) -> dict[str, np.ndarray]:
+    """The weights fit starts from with seed 0 (its init stream)."""
+    return initialize(arch, np.random.default_rng(0).spawn(3)[0])
 
+
+def test_train_cost_is_the_batch_cross_entropy_plus_the_l2_term_at_the_epoch_end(digits) -> None:
     X, y, _, _ = digits
     arch = Architecture.build(64, 10, (16,))
     hp = replace(HP, batch_size=0, epochs=1, optimizer="gd", learning_rate=0.1, keep_prob=1.0, l2_lambda=0.5)
     result = fit(X, y, arch, hp, seed=0)
-    start = initialize(arch, np.random.default_rng(0).spawn(3)[0])  # fit's init stream
+    start = fit_start(arch)
     cross_entropy = compute_cost(forward(X, start, arch)[0], encode_labels(y, arch), arch, start)
     expected = cross_entropy + l2_penalty(result.weights, hp.l2_lambda, X.shape[1])
     assert result.history[0].train_cost == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_train_cost_l2_term_uses_each_steps_batch_size_the_last_partial_batch_included(digits) -> None:
+    X, y, _, _ = digits  # 1200 examples in batches of 500, 500 and 200
+    arch = Architecture.build(64, 10, (16,))
+    # a learning rate so small that the weights stay put: every batch is costed at the initial weights
+    hp = replace(HP, batch_size=500, epochs=1, optimizer="gd", learning_rate=1e-12, keep_prob=1.0, l2_lambda=50.0)
+    result = fit(X, y, arch, hp, seed=0)
+    start = fit_start(arch)
+    cross_entropy = compute_cost(forward(X, start, arch)[0], encode_labels(y, arch), arch, start)
+    # mean over examples of each step's CE_b + lambda/(2 m_b) S: 500/1200 * S/(2*500) * 2 + 200/1200 * S/(2*200)
+    per_step_l2 = sum(m_b / 1200 * l2_penalty(start, hp.l2_lambda, m_b) for m_b in (500, 500, 200))
+    assert per_step_l2 == pytest.approx(3 * l2_penalty(start, hp.l2_lambda, 1200))
+    assert result.history[0].train_cost == pytest.approx(cross_entropy + per_step_l2, rel=1e-9)
+
+
+def test_with_l2_the_dev_cost_is_the_plain_cross_entropy_of_the_dev_predictions(digits) -> None:
+    X, y, Xd, yd = digits
+    arch = Architecture.build(64, 10, (16,))
+    hp = replace(HP, epochs=3, l2_lambda=1.0, patience=5)
+    result = fit(X, y, arch, hp, X_dev=Xd, y_dev=yd, seed=0)
+    P = predict_proba(Xd, result.weights, arch)  # (10, m_dev)
+    cross_entropy = float(-np.mean(np.log(P[yd, np.arange(yd.size)])))
+    assert result.history[-1].dev_cost == pytest.approx(cross_entropy, rel=1e-9)  # the L2 term would be ~0.04
+
+
+@pytest.mark.parametrize("optimizer,factor", [("gd", 1.0), ("momentum", 1 - HP.beta1)])
+def test_a_step_with_l2_follows_the_gradient_that_gradcheck_validates(digits, optimizer: str, factor: float) -> None:
+    X, y, _, _ = digits
+    arch = Architecture.build(64, 10, (16,))
+    hp = replace(HP, batch_size=0, epochs=1, optimizer=optimizer, learning_rate=0.1, keep_prob=1.0, l2_lambda=2.0)
+    after = fit(X, y, arch, hp, seed=0).weights
+    start = fit_start(arch)
+    ZL, caches = forward(X, start, arch)
+    grads = backward(ZL, encode_labels(y, arch), caches, start, arch, hp.l2_lambda)
+    assert gradient_check(X[:, :30], y[:30], start, arch, hp.l2_lambda, n_checks=40) < 1e-7
+    for name in start:  # momentum's first step: v = (1 - beta) g
+        np.testing.assert_allclose(after[name], start[name] - hp.learning_rate * factor * grads["d" + name], atol=1e-13)

@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from pipeline.cli import main
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -18,6 +22,17 @@ def test_the_configured_architecture_passes() -> None:
     assert done.returncode == 0, done.stderr
     difference = float(done.stdout.split("relative difference ")[1].split()[0])
     assert difference < 1e-7
+
+
+@pytest.mark.parametrize("classes", ["2", "3"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
+def test_small_networks_pass_for_every_hidden_activation(activation: str, classes: str, capsys) -> None:
+    # `--layers 4,3 --activation relu` used to report 1.03e-1 and exit 1: zero biases put a
+    # pre-activation exactly on ReLU's kink. The command now checks at nn.check_weights.
+    args = ["--params", str(REPO / "params.yaml"), "--layers", "4,3", "--activation", activation, "--classes", classes]
+    assert main(["gradcheck", *args]) == 0
+    out = capsys.readouterr().out
+    assert "ok" in out and float(out.split("relative difference ")[1].split()[0]) < 1e-7
 
 
 def test_an_impossible_threshold_fails_with_exit_code_one() -> None:

@@ -1,0 +1,83 @@
+"""Per-layer gradient health: the numbers that show vanishing and exploding gradients.
+
+``fit`` calls ``layer_health`` once per epoch, at the epoch's last step, between ``backward`` and
+the optimizer's update, on arrays it already holds: the weights that step starts from, the
+gradients ``backward`` returned for them and the pre-activations cached by that step's forward
+pass (the last batch). No extra pass over the data; the cost is a few norms per layer (one
+weight-sized temporary per layer with L2). Nothing here writes to those arrays.
+
+Judging the numbers (flags, thresholds, remedies) is the report's job, not the core's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.nn.network import Architecture, LayerCache, Weights, l2_gradient_scale
+
+# |Z| beyond which a unit counts as saturated on an example: there sigmoid' < 0.018 and
+# tanh' < 0.071, both about 7 % of the derivative's peak (0.25 and 1), so almost no gradient passes.
+SIGMOID_SATURATION = 4.0
+TANH_SATURATION = 2.0
+SATURATION = {"sigmoid": SIGMOID_SATURATION, "tanh": TANH_SATURATION}
+CAN_DIE = ("relu", "leaky_relu")  # units that are never positive pass (almost) no gradient
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    """One layer's health at an epoch's last step (layer counts from 1, as W[l]; the output is L).
+
+    w_norm: ||W[l]|| (Frobenius) at the weights the step started from.
+    grad_norm: ||dW[l]|| of that step: the gradient ``backward`` returns for those weights and the
+        last batch with the run's L2 term (what ``gradient_check`` validates); dropout masks as drawn.
+    update_ratio: learning_rate * grad_norm / w_norm, with the epoch's decayed learning rate
+        (0 when grad_norm is 0, inf when only w_norm is 0). Gradient descent steps exactly this
+        much relative to W; momentum steps lr * ||v||, and Adam about lr per coordinate whatever
+        the gradient's size, so for them the ratio measures the gradient's scale (what vanishes or
+        explodes), not the step actually taken.
+    dead_fraction: relu / leaky_relu hidden layers: fraction of units whose Z is never > 0 on the
+        last batch; None for other activations and for the output layer.
+    saturated_fraction: sigmoid / tanh hidden layers: fraction of the last batch's (unit, example)
+        entries with |Z| > SIGMOID_SATURATION (4) or TANH_SATURATION (2); None otherwise.
+    """
+
+    layer: int
+    w_norm: float
+    grad_norm: float
+    update_ratio: float
+    dead_fraction: float | None
+    saturated_fraction: float | None
+
+
+def layer_health(
+    weights: Weights,
+    grads: Weights,
+    caches: list[LayerCache],
+    arch: Architecture,
+    learning_rate: float,
+    l2_lambda: float,
+    m: int,
+) -> tuple[LayerHealth, ...]:
+    """Health of every layer from one step's weights, data gradients (L2 not yet added) and caches.
+
+    ``m`` is the step's batch size, for the L2 gradient's scale (network.py's convention).
+    """
+    health = []
+    for l in range(1, arch.n_layers + 1):
+        W, dW = weights[f"W{l}"], grads[f"dW{l}"]
+        if scale := l2_gradient_scale(f"W{l}", l2_lambda, m):
+            dW = dW + scale * W  # a new array: the optimizer still gets the data gradient it expects
+        w_norm, grad_norm = float(np.linalg.norm(W)), float(np.linalg.norm(dW))
+        ratio = learning_rate * grad_norm / w_norm if w_norm else (math.inf if grad_norm else 0.0)
+        dead = saturated = None
+        if l < arch.n_layers:
+            Z = caches[l - 1].Z
+            if arch.hidden_activation in CAN_DIE:
+                dead = float(np.mean(~(Z > 0).any(axis=1)))
+            if arch.hidden_activation in SATURATION:
+                saturated = float(np.count_nonzero(np.abs(Z) > SATURATION[arch.hidden_activation]) / Z.size)
+        health.append(LayerHealth(l, w_norm, grad_norm, ratio, dead, saturated))
+    return tuple(health)
