@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from sklearn.datasets import load_digits
 
 from pipeline import tracking
 from pipeline.data.normalize import Normalizer
+from pipeline.errors import DataError
 from pipeline.nn import Architecture, FitOptions, fit, load_model, predict
 
 NAME, ALIAS = "digits-mlp", "champion"
@@ -68,7 +70,7 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
     assert (local / "mlflow_model.py").is_file() and not list(local.rglob("*.pkl"))
     assert (local / "artifacts" / "final.npz").is_file()
     assert (local / "code" / "pipeline" / "nn" / "network.py").is_file()
-    assert not (local / "code" / "pipeline" / "tracking.py").exists()  # inference code only
+    assert not (local / "code" / "pipeline" / "tracking").exists()  # inference code only
 
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     model = tracking.mlflow.pyfunc.load_model(uri)
@@ -77,7 +79,7 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
     np.testing.assert_array_equal(model.predict(rows), want)
     np.testing.assert_array_equal(model.predict(pd.DataFrame(rows)), want)
     assert '"dtype": "float64", "shape": [-1, 64]' in mlmodel  # the schema, whatever the example's dtype
-    with pytest.raises(tracking.MlflowException, match="dtype"):
+    with pytest.raises(MlflowException, match="dtype"):
         model.predict(rows.astype(np.float32))
 
 
@@ -87,13 +89,13 @@ def test_log_final_model_checks_its_files_first(store, final_model, tmp_path: Pa
     from pipeline.nn import save_model
 
     save_model(stem, weights, arch, {})
-    with pytest.raises(tracking.DataError, match="normalizer"):
+    with pytest.raises(DataError, match="normalizer"):
         tracking.log_final_model(stem, NAME, ALIAS, experiment="digits", input_example=rows[:2])
     broken = tmp_path / "normalizer.json"
     broken.write_text('{"mode": "standardize", "pixel_range": 16}')  # statistics missing
-    with pytest.raises(tracking.DataError, match="normalizer"):
+    with pytest.raises(DataError, match="normalizer"):
         tracking.log_final_model(stem, NAME, ALIAS, experiment="digits", input_example=rows[:2], normalizer=broken)
-    with pytest.raises(tracking.DataError, match="not found"):
+    with pytest.raises(DataError, match="not found"):
         tracking.log_final_model(tmp_path / "nothing", NAME, ALIAS, experiment="digits", input_example=rows[:2])
     assert store.search_registered_models() == []  # nothing half-logged
 

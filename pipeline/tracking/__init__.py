@@ -1,0 +1,53 @@
+"""MLflow tracking: one experiment per study, a parent run per sweep, a child run per trial, the final model.
+
+The only package that imports mlflow; a leaf that the study and the stages call. By job:
+
+- ``store``: where the store lives (``tracking_uri``), the client, experiment ids, the git commit,
+  store failures as ``StorageError``.
+- ``study_run``: the sweep's parent run (``prepare_study_run``, ``finish_study_run``).
+- ``trial_run``: a trial's child run (``TrialRun``) and runs whose worker died (``mark_orphans``).
+- ``curves``: what a run logs per epoch.
+- ``runs``: existing runs (``log_to_run``, ``tag_runs``, ``parent_run_of``).
+- ``model``: the final model, logged pickle-free and registered (``log_final_model``), served by
+  ``mlflow_model.py``.
+"""
+
+import os
+
+# Client telemetry costs a DNS lookup per process; this pipeline never reaches the network. Set
+# before mlflow is first imported: every submodule import runs this file first.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # re-exported: tests and benchmarks reach MLflow's own API through this package
+from mlflow.tracking import MlflowClient
+
+from pipeline.tracking.model import INFERENCE_CODE, log_final_model
+from pipeline.tracking.runs import log_to_run, parent_run_of, tag_runs
+from pipeline.tracking.store import STATUSES, git_commit, tracking_uri
+from pipeline.tracking.study_run import (
+    StudySummary,
+    finish_study_run,
+    prepare_study_run,
+    summarize,
+)
+from pipeline.tracking.trial_run import FAIL_CAUSE_TAG, TrialRun, mark_orphans
+
+__all__ = [
+    "FAIL_CAUSE_TAG",
+    "INFERENCE_CODE",
+    "STATUSES",
+    "MlflowClient",
+    "StudySummary",
+    "TrialRun",
+    "finish_study_run",
+    "git_commit",
+    "log_final_model",
+    "log_to_run",
+    "mark_orphans",
+    "mlflow",
+    "parent_run_of",
+    "prepare_study_run",
+    "summarize",
+    "tag_runs",
+    "tracking_uri",
+]
