@@ -4,10 +4,11 @@ The only package that imports mlflow; a leaf that the study and the stages call.
 
 - ``store``: where the store lives (``tracking_uri``), the client, experiment ids, the git commit,
   store failures as ``StorageError``.
-- ``study_run``: the sweep's parent run (``prepare_study_run``, ``finish_study_run``).
+- ``study_run``: the sweep's parent run (``prepare_study_run``, ``finish_study_run``,
+  ``close_dead_parent_runs``).
 - ``trial_run``: a trial's child run (``TrialRun``) and runs whose worker died (``mark_orphans``).
 - ``curves``: what a run logs per epoch.
-- ``runs``: existing runs (``log_to_run``, ``tag_runs``, ``parent_run_of``).
+- ``runs``: existing runs (``log_to_run``, ``tag_runs``, ``parent_run_of``, ``run_status``).
 - ``model``: the final model, logged pickle-free and registered (``log_final_model``), served by
   ``mlflow_model.py``.
 """
@@ -22,10 +23,11 @@ import mlflow  # re-exported: tests and benchmarks reach MLflow's own API throug
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking.model import INFERENCE_CODE, log_final_model
-from pipeline.tracking.runs import log_to_run, parent_run_of, tag_runs
+from pipeline.tracking.runs import log_to_run, parent_run_of, run_status, tag_runs
 from pipeline.tracking.store import STATUSES, git_commit, tracking_uri
 from pipeline.tracking.study_run import (
     StudySummary,
+    close_dead_parent_runs,
     finish_study_run,
     prepare_study_run,
     summarize,
@@ -39,6 +41,7 @@ __all__ = [
     "MlflowClient",
     "StudySummary",
     "TrialRun",
+    "close_dead_parent_runs",
     "finish_study_run",
     "git_commit",
     "log_final_model",
@@ -47,6 +50,7 @@ __all__ = [
     "mlflow",
     "parent_run_of",
     "prepare_study_run",
+    "run_status",
     "summarize",
     "tag_runs",
     "tracking_uri",

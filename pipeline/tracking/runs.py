@@ -56,3 +56,15 @@ def parent_run_of(run_id: str) -> str | None:
         return client().get_run(run_id).data.tags.get(MLFLOW_PARENT_RUN_ID)
     except MlflowException:
         return None
+
+
+def run_status(run_id: str) -> str | None:
+    """RUNNING, SCHEDULED, FINISHED, FAILED or KILLED; None if the run does not exist or was deleted."""
+    with store_errors():
+        try:
+            run = client().get_run(run_id)
+        except MlflowException as e:
+            if is_missing(e):
+                return None
+            raise
+    return None if run.info.lifecycle_stage == "deleted" else run.info.status

@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.tracking.store import (
     check_status,
@@ -20,11 +21,13 @@ from pipeline.tracking.store import (
     commit_tags,
     experiment_id,
     now_ms,
+    running_runs,
     store_errors,
     text,
 )
 
 SWEEP_PREFIX = "sweep-"  # the parent run's name is sweep-<study>
+CLOSED_BY_TAG = "sweep.closed_by"
 
 
 @dataclass(frozen=True)
@@ -117,3 +120,30 @@ def finish_study_run(parent_run_id: str, study: StudySummary | optuna.Study, sta
     if summary.importances:
         mlflow_client.log_dict(parent_run_id, dict(summary.importances), "importances.json")
     mlflow_client.set_terminated(parent_run_id, status)
+
+
+def close_dead_parent_runs(experiment: str, keep: str | None) -> int:
+    """End the RUNNING parent runs of ``experiment`` other than ``keep`` as KILLED; return how many.
+
+    For a new sweep to call when it starts: a launcher killed hard (SIGKILL, a lost machine) never
+    ends its parent run. A parent run is a ``sweep-<study>`` run with no parent of its own. Only
+    call it when no other launcher logs to this experiment at the same time: a live sweep's parent
+    run looks the same. Each closed run gets the tag ``sweep.closed_by = <keep>``. An experiment
+    that does not exist has none.
+    """
+    with store_errors():
+        mlflow_client = client()
+        exp = mlflow_client.get_experiment_by_name(experiment)
+        if exp is None:
+            return 0
+        dead = [
+            run
+            for run in running_runs(mlflow_client, [exp.experiment_id])
+            if run.info.run_id != keep
+            and (run.info.run_name or "").startswith(SWEEP_PREFIX)
+            and MLFLOW_PARENT_RUN_ID not in run.data.tags
+        ]
+        for run in dead:
+            mlflow_client.set_tag(run.info.run_id, CLOSED_BY_TAG, keep or "")
+            mlflow_client.set_terminated(run.info.run_id, "KILLED")
+    return len(dead)
