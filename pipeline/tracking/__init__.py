@@ -7,7 +7,7 @@ The only package that imports mlflow; a leaf that the study and the stages call.
 - ``study_run``: the sweep's parent run (``prepare_study_run``, ``finish_study_run``,
   ``close_dead_parent_runs``).
 - ``trial_run``: a trial's child run (``TrialRun``) and runs whose worker died (``mark_orphans``).
-- ``curves``: what a run logs per epoch.
+- ``curves`` and ``inputs``: what a run logs per epoch, and the data it read as MLflow datasets.
 - ``runs``: existing runs (``log_to_run``, ``tag_runs``, ``parent_run_of``, ``run_status``).
 - ``model``: the final model, logged pickle-free and registered (``log_final_model``), served by
   ``mlflow_model.py``.
@@ -22,6 +22,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import mlflow  # re-exported: tests and benchmarks reach MLflow's own API through this package
 from mlflow.tracking import MlflowClient
 
+from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash
 from pipeline.tracking.model import INFERENCE_CODE, log_final_model
 from pipeline.tracking.runs import log_to_run, parent_run_of, run_status, tag_runs
 from pipeline.tracking.store import STATUSES, git_commit, tracking_uri
@@ -35,13 +36,16 @@ from pipeline.tracking.study_run import (
 from pipeline.tracking.trial_run import FAIL_CAUSE_TAG, TrialRun, mark_orphans
 
 __all__ = [
+    "DATA_HASH_TAG",
     "FAIL_CAUSE_TAG",
     "INFERENCE_CODE",
     "STATUSES",
+    "Datasets",
     "MlflowClient",
     "StudySummary",
     "TrialRun",
     "close_dead_parent_runs",
+    "data_hash",
     "finish_study_run",
     "git_commit",
     "log_final_model",

@@ -21,6 +21,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import DataError
+from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs
 from pipeline.tracking.store import client, commit_tags, experiment_id, now_ms, store_errors, text
 
 MODEL_FILE = Path(__file__).with_name("mlflow_model.py")
@@ -41,6 +42,7 @@ def log_final_model(
     run_id: str | None = None,
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, Any] | None = None,
+    datasets: Datasets | None = None,
 ) -> str:
     """Log the saved network pickle-free (pyfunc from code), register it as ``name`` and alias it.
 
@@ -49,6 +51,7 @@ def log_final_model(
     raw rows inside the served model. The model is logged to ``run_id`` if given, else to a new
     run "final-model" in ``experiment`` (a child of ``parent_run_id`` if given). ``input_example``
     (a few raw rows) sets the model's schema: float64 rows of n_x values; without one there is none.
+    ``datasets`` (see ``pipeline.tracking.inputs``) become the run's inputs and its ``data_hash`` tag.
     Returns ``models:/<name>@<alias>``.
     """
     model_path = Path(model_path).with_suffix("")
@@ -57,10 +60,14 @@ def log_final_model(
     if normalizer is not None:
         artifacts["normalizer"] = normalizer
     _check_model_files(model_path, normalizer)
+    inputs = dataset_inputs(datasets or {})
     # The example fixes the schema: float64 rows of n_x values (JSON bodies are cast to it).
     example = None if input_example is None else np.asarray(input_example, dtype=np.float64)
     if example is not None:
         example = example.reshape(len(example), -1)
+    run_tags = {k: text(v) for k, v in (tags or {}).items()}
+    if datasets and DATA_HASH_TAG not in run_tags:
+        run_tags[DATA_HASH_TAG] = data_hash(datasets)
     with store_errors():
         mlflow_client = client()
         if run_id is None:
@@ -71,8 +78,10 @@ def log_final_model(
         mlflow_client.log_batch(
             run_id,
             metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
-            tags=[RunTag(k, text(v)) for k, v in (tags or {}).items()],
+            tags=[RunTag(k, v) for k, v in run_tags.items()],
         )
+        if inputs:
+            mlflow_client.log_inputs(run_id, datasets=inputs)
         with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
             info = mlflow.pyfunc.log_model(
                 name="model",

@@ -15,6 +15,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.tracking.curves import Curves
+from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs
 from pipeline.tracking.store import (
     check_status,
     client,
@@ -35,6 +36,9 @@ class TrialRun:
     FAILED (KILLED for KeyboardInterrupt or ``optuna.TrialPruned``) with the cause as a tag, and
     the exception propagates.
 
+    ``datasets`` (context -> (X rows, y, digest), see ``pipeline.tracking.inputs``) are logged as
+    the run's inputs when it starts, and their ``data_hash`` is a tag (unless ``tags`` sets one).
+
     The buffer is flushed every ``flush_every`` epochs, when ``flush_seconds`` passed since the last
     flush, and at the end: one sqlite write costs about 10 ms, so writing per epoch would cost more
     than a small network's epoch, and a trial of up to 200 epochs that ends within 30 s is written
@@ -51,6 +55,7 @@ class TrialRun:
         params: Mapping[str, Any],
         tags: Mapping[str, Any] | None = None,
         *,
+        datasets: Datasets | None = None,
         flush_every: int = 200,
         flush_seconds: float = 30.0,
     ) -> None:
@@ -60,6 +65,7 @@ class TrialRun:
         self._pending_epochs, self._last_flush, self._last_epoch = 0, time.monotonic(), 0
         self._train_seconds = 0.0
         self.ended = False
+        inputs = dataset_inputs(datasets or {})  # checks the digests before a run exists
         experiment_id = experiment_of(self._client, parent_run_id)
         all_tags = {
             MLFLOW_PARENT_RUN_ID: parent_run_id,
@@ -67,9 +73,13 @@ class TrialRun:
             "optuna.trial_number": str(trial_number),
             **commit_tags(),
         }
+        if datasets:
+            all_tags[DATA_HASH_TAG] = data_hash(datasets)
         all_tags |= {k: text(v) for k, v in (tags or {}).items()}
         run = self._client.create_run(experiment_id, run_name=f"trial-{trial_number}", tags=all_tags)
         self.run_id: str = run.info.run_id
+        if inputs:
+            self._client.log_inputs(self.run_id, datasets=inputs)
         # Sent with the first flush: one sqlite write less per trial (mark_orphans writes them for
         # a run whose worker died first).
         self._params = [Param(k, text(v)) for k, v in params.items()]

@@ -57,12 +57,19 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
         input_example=rows[:3].astype(np.float32),  # as data/prepared/X.npy holds them
         parent_run_id=parent,
         metrics={"test_error": 0.1},
+        datasets={"train": (rows, labels, "5eed0001"), "test": (rows[:10], labels[:10], "5eed0002")},
     )
     assert uri == f"models:/{NAME}@{ALIAS}"
     version = store.get_model_version_by_alias(NAME, ALIAS)
     run = store.get_run(version.run_id)
     assert run.info.run_name == "final-model" and run.data.tags["mlflow.parentRunId"] == parent
     assert run.info.status == "FINISHED" and run.data.metrics["test_error"] == 0.1
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert {name: i.dataset.digest for name, i in inputs.items()} == {"train": "5eed0001", "test": "5eed0002"}
+    assert [t.value for t in inputs["test"].tags if t.key == "mlflow.data.context"] == ["test"]
+    assert run.data.tags["data_hash"] == tracking.data_hash(
+        {"train": (rows, labels, "5eed0001"), "test": (rows, labels, "5eed0002")}
+    )
 
     local = Path(tracking.mlflow.artifacts.download_artifacts(uri))
     mlmodel = (local / "MLmodel").read_text()
