@@ -22,6 +22,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import mlflow  # re-exported: tests and benchmarks reach MLflow's own API through this package
 from mlflow.tracking import MlflowClient
 
+from pipeline.tracking.curves import HEALTH_FIELDS
 from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash
 from pipeline.tracking.model import INFERENCE_CODE, log_final_model
 from pipeline.tracking.runs import log_to_run, parent_run_of, run_status, tag_runs
@@ -38,6 +39,7 @@ from pipeline.tracking.trial_run import FAIL_CAUSE_TAG, TrialRun, mark_orphans
 __all__ = [
     "DATA_HASH_TAG",
     "FAIL_CAUSE_TAG",
+    "HEALTH_FIELDS",
     "INFERENCE_CODE",
     "STATUSES",
     "Datasets",

@@ -1,7 +1,11 @@
 """Per-epoch curves as MLflow metric points (step = epoch), for trial runs and the final model's run.
 
 Every epoch: ``train_cost``, ``dev_cost``, ``dev_error`` (the last two with dev data); the learning
-rate only when it changes.
+rate only when it changes. When the epoch's log carries per-layer gradient health (a ``health``
+tuple of records with ``layer``, 1-based, and the fields of ``HEALTH_FIELDS``), one point per layer
+and field, named ``<field>/layer_<l>`` so that the MLflow UI groups each field's layers together.
+A field that does not apply to a layer (``dead_fraction`` off ReLU, ``saturated_fraction`` off
+sigmoid/tanh) is None and not logged.
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ from typing import Any
 
 from mlflow.entities import Metric
 
+HEALTH_FIELDS = ("w_norm", "grad_norm", "update_ratio", "dead_fraction", "saturated_fraction")
+
 
 def epoch_values(log: Any) -> dict[str, float]:
     """The values of one epoch's log (a ``pipeline.nn.EpochLog``) that become curves, learning rate aside."""
     values = {"train_cost": log.train_cost, "dev_cost": log.dev_cost, "dev_error": log.dev_error}
+    for layer in getattr(log, "health", None) or ():
+        values |= {f"{name}/layer_{layer.layer}": getattr(layer, name) for name in HEALTH_FIELDS}
     return {k: float(v) for k, v in values.items() if v is not None}
 
 

@@ -1,4 +1,4 @@
-"""The final network as a registered MLflow model, logged pickle-free.
+"""The final network as a registered MLflow 3 model: logged pickle-free, with its run's params, curves and data.
 
 The model is logged *from code*: ``mlflow_model.py`` beside this file is the pyfunc that MLflow
 runs when the model loads, and the modules it imports (``INFERENCE_CODE``) are copied into the
@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import DataError
+from pipeline.tracking.curves import history_points
 from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs
 from pipeline.tracking.store import client, commit_tags, experiment_id, now_ms, store_errors, text
 
@@ -42,7 +43,9 @@ def log_final_model(
     run_id: str | None = None,
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
     datasets: Datasets | None = None,
+    history: Iterable[Any] | None = None,
 ) -> str:
     """Log the saved network pickle-free (pyfunc from code), register it as ``name`` and alias it.
 
@@ -51,7 +54,11 @@ def log_final_model(
     raw rows inside the served model. The model is logged to ``run_id`` if given, else to a new
     run "final-model" in ``experiment`` (a child of ``parent_run_id`` if given). ``input_example``
     (a few raw rows) sets the model's schema: float64 rows of n_x values; without one there is none.
-    ``datasets`` (see ``pipeline.tracking.inputs``) become the run's inputs and its ``data_hash`` tag.
+
+    ``params`` go to the run and to the logged model; ``metrics`` too, linked to the logged model
+    so that ``mlflow.search_logged_models`` finds and ranks it. ``datasets`` (see
+    ``pipeline.tracking.inputs``) become the run's inputs and its ``data_hash`` tag. ``history``
+    (the fit's epoch logs) becomes the run's per-epoch curves, as on a trial run.
     Returns ``models:/<name>@<alias>``.
     """
     model_path = Path(model_path).with_suffix("")
@@ -77,7 +84,8 @@ def log_final_model(
         ts = now_ms()
         mlflow_client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items()],
+            metrics=history_points(history or (), ts),
+            params=[Param(k, text(v)) for k, v in (params or {}).items()],
             tags=[RunTag(k, v) for k, v in run_tags.items()],
         )
         if inputs:
@@ -92,7 +100,10 @@ def log_final_model(
                 # Pinned here, so MLflow need not infer them by loading the model in a subprocess.
                 pip_requirements=_requirements(),
                 registered_model_name=name,
+                params={k: text(v) for k, v in (params or {}).items()} or None,
             )
+            final = [Metric(k, float(v), ts, 0, model_id=info.model_id) for k, v in (metrics or {}).items()]
+            mlflow_client.log_batch(run_id, metrics=final)
         mlflow_client.set_registered_model_alias(name, alias, str(info.registered_model_version))
     return f"models:/{name}@{alias}"
 

@@ -23,6 +23,7 @@ from pipeline import tracking
 from pipeline.data.normalize import Normalizer
 from pipeline.errors import DataError
 from pipeline.nn import Architecture, FitOptions, fit, load_model, predict
+from tests.tracking.test_curves import health_logs
 
 NAME, ALIAS = "digits-mlp", "champion"
 
@@ -58,12 +59,20 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
         parent_run_id=parent,
         metrics={"test_error": 0.1},
         datasets={"train": (rows, labels, "5eed0001"), "test": (rows[:10], labels[:10], "5eed0002")},
+        params={"n_units": 16, "learning_rate": 0.01},
+        history=health_logs(3),
     )
     assert uri == f"models:/{NAME}@{ALIAS}"
     version = store.get_model_version_by_alias(NAME, ALIAS)
     run = store.get_run(version.run_id)
     assert run.info.run_name == "final-model" and run.data.tags["mlflow.parentRunId"] == parent
     assert run.info.status == "FINISHED" and run.data.metrics["test_error"] == 0.1
+    assert run.data.params == {"n_units": "16", "learning_rate": "0.01"}
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "train_cost")] == [1, 2, 3]
+    assert len(store.get_metric_history(run.info.run_id, "update_ratio/layer_2")) == 3
+    (logged,) = tracking.mlflow.search_logged_models([run.info.experiment_id], output_format="list")
+    assert logged.source_run_id == version.run_id and logged.params == {"n_units": "16", "learning_rate": "0.01"}
+    assert {m.key: m.value for m in logged.metrics} == {"test_error": 0.1}
     inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
     assert {name: i.dataset.digest for name, i in inputs.items()} == {"train": "5eed0001", "test": "5eed0002"}
     assert [t.value for t in inputs["test"].tags if t.key == "mlflow.data.context"] == ["test"]
