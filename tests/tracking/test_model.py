@@ -70,9 +70,13 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
     assert run.data.params == {"n_units": "16", "learning_rate": "0.01"}
     assert [m.step for m in store.get_metric_history(run.info.run_id, "train_cost")] == [1, 2, 3]
     assert len(store.get_metric_history(run.info.run_id, "update_ratio/layer_2")) == 3
-    (logged,) = tracking.mlflow.search_logged_models([run.info.experiment_id], output_format="list")
+    (logged,) = tracking.mlflow.search_logged_models(
+        [run.info.experiment_id], filter_string="metrics.test_error < 0.2", output_format="list"
+    )
     assert logged.source_run_id == version.run_id and logged.params == {"n_units": "16", "learning_rate": "0.01"}
     assert {m.key: m.value for m in logged.metrics} == {"test_error": 0.1}
+    worse = "metrics.test_error > 0.2"
+    assert tracking.mlflow.search_logged_models([run.info.experiment_id], filter_string=worse).empty
     inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
     assert {name: i.dataset.digest for name, i in inputs.items()} == {"train": "5eed0001", "test": "5eed0002"}
     assert [t.value for t in inputs["test"].tags if t.key == "mlflow.data.context"] == ["test"]
