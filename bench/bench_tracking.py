@@ -9,7 +9,7 @@ tracking calls themselves is measured too: on a shared machine it is the steadie
 Both runs of a trial compute the same thing: the script checks that their final costs are equal.
 
 The one-off costs of a sweep are reported apart from the per-trial overhead: creating the sqlite
-store (migrations), the parent run (``prepare_study_run``) and the study summary with its plots
+store (migrations), the parent run (``prepare_study_run``) and the study summary
 (``finish_study_run``).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_tracking.py              # 10 trials x 100 epochs
@@ -191,7 +191,7 @@ def main() -> int:
     print(f"| one-off: import mlflow | {t_import:.2f} | |")
     print(f"| one-off: create the sqlite store (migrations) | {t_store:.2f} | |")
     print(f"| one-off: parent run (prepare_study_run) | {t_prepare:.3f} | |")
-    print(f"| one-off: study summary and 3 plots (finish_study_run) | {t_finish:.2f} | |")
+    print(f"| one-off: study summary (finish_study_run) | {t_finish:.2f} | |")
     print(
         f"| whole sweep on an existing store: prepare + tracked trials + finish | {sweep:.2f} "
         f"| {pct(sweep - plain_wall, plain_wall)} |"

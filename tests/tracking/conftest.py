@@ -1,28 +1,19 @@
-"""A private MLflow sqlite store per test, copied from one migrated template (migrations take ~4 s)."""
+"""A private MLflow sqlite store per test, copied from the session's migrated template."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from pipeline import tracking
-
-
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    tracking.MlflowClient(f"sqlite:///{db}").search_experiments()  # runs the migrations once
-    return db
+from pipeline.tracking import MlflowClient
+from tests.mlflow_store import fresh_store, mlflow_template  # noqa: F401 -- a fixture, registered by importing it
 
 
 @pytest.fixture
-def store(template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tracking.MlflowClient:
+def store(mlflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:  # noqa: F811
     """A fresh store at tmp_path/mlflow.db, selected through MLFLOW_TRACKING_URI; returns a client on it."""
-    db = tmp_path / "mlflow.db"
-    shutil.copyfile(template_db, db)
-    uri = f"sqlite:///{db}"
+    uri = fresh_store(mlflow_template, tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)  # anything relative stays inside the test's folder
-    return tracking.MlflowClient(uri)
+    return MlflowClient(uri)

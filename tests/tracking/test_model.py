@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from sklearn.datasets import load_digits
 
 from pipeline import tracking
 from pipeline.data.normalize import Normalizer
+from pipeline.errors import DataError
 from pipeline.nn import Architecture, FitOptions, fit, load_model, predict
+from tests.tracking.test_curves import health_logs
 
 NAME, ALIAS = "digits-mlp", "champion"
 
@@ -55,12 +58,31 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
         input_example=rows[:3].astype(np.float32),  # as data/prepared/X.npy holds them
         parent_run_id=parent,
         metrics={"test_error": 0.1},
+        datasets={"train": (rows, labels, "5eed0001"), "test": (rows[:10], labels[:10], "5eed0002")},
+        params={"n_units": 16, "learning_rate": 0.01},
+        history=health_logs(3),
     )
     assert uri == f"models:/{NAME}@{ALIAS}"
     version = store.get_model_version_by_alias(NAME, ALIAS)
     run = store.get_run(version.run_id)
     assert run.info.run_name == "final-model" and run.data.tags["mlflow.parentRunId"] == parent
     assert run.info.status == "FINISHED" and run.data.metrics["test_error"] == 0.1
+    assert run.data.params == {"n_units": "16", "learning_rate": "0.01"}
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "train_cost")] == [1, 2, 3]
+    assert len(store.get_metric_history(run.info.run_id, "update_ratio/layer_2")) == 3
+    (logged,) = tracking.mlflow.search_logged_models(
+        [run.info.experiment_id], filter_string="metrics.test_error < 0.2", output_format="list"
+    )
+    assert logged.source_run_id == version.run_id and logged.params == {"n_units": "16", "learning_rate": "0.01"}
+    assert {m.key: m.value for m in logged.metrics} == {"test_error": 0.1}
+    worse = "metrics.test_error > 0.2"
+    assert tracking.mlflow.search_logged_models([run.info.experiment_id], filter_string=worse).empty
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert {name: i.dataset.digest for name, i in inputs.items()} == {"train": "5eed0001", "test": "5eed0002"}
+    assert [t.value for t in inputs["test"].tags if t.key == "mlflow.data.context"] == ["test"]
+    assert run.data.tags["data_hash"] == tracking.data_hash(
+        {"train": (rows, labels, "5eed0001"), "test": (rows, labels, "5eed0002")}
+    )
 
     local = Path(tracking.mlflow.artifacts.download_artifacts(uri))
     mlmodel = (local / "MLmodel").read_text()
@@ -68,7 +90,7 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
     assert (local / "mlflow_model.py").is_file() and not list(local.rglob("*.pkl"))
     assert (local / "artifacts" / "final.npz").is_file()
     assert (local / "code" / "pipeline" / "nn" / "network.py").is_file()
-    assert not (local / "code" / "pipeline" / "tracking.py").exists()  # inference code only
+    assert not (local / "code" / "pipeline" / "tracking").exists()  # inference code only
 
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     model = tracking.mlflow.pyfunc.load_model(uri)
@@ -77,7 +99,7 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
     np.testing.assert_array_equal(model.predict(rows), want)
     np.testing.assert_array_equal(model.predict(pd.DataFrame(rows)), want)
     assert '"dtype": "float64", "shape": [-1, 64]' in mlmodel  # the schema, whatever the example's dtype
-    with pytest.raises(tracking.MlflowException, match="dtype"):
+    with pytest.raises(MlflowException, match="dtype"):
         model.predict(rows.astype(np.float32))
 
 
@@ -87,13 +109,13 @@ def test_log_final_model_checks_its_files_first(store, final_model, tmp_path: Pa
     from pipeline.nn import save_model
 
     save_model(stem, weights, arch, {})
-    with pytest.raises(tracking.DataError, match="normalizer"):
+    with pytest.raises(DataError, match="normalizer"):
         tracking.log_final_model(stem, NAME, ALIAS, experiment="digits", input_example=rows[:2])
     broken = tmp_path / "normalizer.json"
     broken.write_text('{"mode": "standardize", "pixel_range": 16}')  # statistics missing
-    with pytest.raises(tracking.DataError, match="normalizer"):
+    with pytest.raises(DataError, match="normalizer"):
         tracking.log_final_model(stem, NAME, ALIAS, experiment="digits", input_example=rows[:2], normalizer=broken)
-    with pytest.raises(tracking.DataError, match="not found"):
+    with pytest.raises(DataError, match="not found"):
         tracking.log_final_model(tmp_path / "nothing", NAME, ALIAS, experiment="digits", input_example=rows[:2])
     assert store.search_registered_models() == []  # nothing half-logged
 

@@ -9,7 +9,9 @@ import optuna
 import pytest
 
 from pipeline import tracking
+from pipeline.errors import StorageError
 from pipeline.nn import EpochLog
+from pipeline.paths import repo_root
 
 
 def epochs(n: int, seed: int = 0) -> list[EpochLog]:
@@ -52,10 +54,10 @@ def test_queued_dvc_experiment_logs_to_the_workspace_store(clean_env, tmp_path: 
     (copy / ".git").mkdir()  # the temporary copy is a git clone of its own
     monkeypatch.chdir(copy)
     # without DVC_ROOT the path itself gives the workspace away
-    assert tracking.repo_root() == workspace.resolve()
+    assert repo_root() == workspace.resolve()
     # DVC sets DVC_ROOT to the workspace for queued experiments; PIPELINE_HOME wins over both
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "elsewhere"))
-    assert tracking.repo_root() == (tmp_path / "elsewhere").resolve()
+    assert repo_root() == (tmp_path / "elsewhere").resolve()
     monkeypatch.setenv("PIPELINE_HOME", str(tmp_path / "home"))
     assert tracking.tracking_uri() == f"sqlite:///{(tmp_path / 'home').resolve()}/mlflow.db"
 
@@ -154,7 +156,7 @@ def test_one_experiment_per_study_and_a_parent_per_sweep(store) -> None:
 def test_unreachable_store_is_a_storage_error(monkeypatch, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/a-file/mlflow.db")
-    with pytest.raises(tracking.StorageError, match="MLFLOW_TRACKING_URI"):
+    with pytest.raises(StorageError, match="MLFLOW_TRACKING_URI"):
         tracking.prepare_study_run("s", None, {})
 
 
@@ -182,7 +184,7 @@ def run_study(parent: str, n_trials: int, fail_after: int | None = None) -> optu
     return study
 
 
-def test_finish_study_run_logs_best_importances_and_plots(store) -> None:
+def test_finish_study_run_logs_best_and_importances(store) -> None:
     parent = tracking.prepare_study_run("digits", None, {})
     study = run_study(parent, 6, fail_after=5)
     tracking.finish_study_run(parent, study)
@@ -195,11 +197,8 @@ def test_finish_study_run_logs_best_importances_and_plots(store) -> None:
     assert run.data.tags["best.mlflow_run_id"] == best.user_attrs["mlflow_run_id"]
     importances = {k.removeprefix("importance_"): v for k, v in run.data.metrics.items() if k.startswith("importance_")}
     assert set(importances) == {"learning_rate", "n_units"} and sum(importances.values()) == pytest.approx(1.0)
-    files = {a.path for a in store.list_artifacts(parent)} | {a.path for a in store.list_artifacts(parent, "plots")}
-    for name in ("optimization_history", "param_importances", "intermediate_values"):
-        assert f"plots/{name}.png" in files
-    assert "importances.json" in files
-    assert "plots.skipped" not in run.data.tags
+    # no plots: the report stage attaches report.html, which draws the same figures
+    assert [a.path for a in store.list_artifacts(parent)] == ["importances.json"]
 
 
 def test_finish_study_run_with_too_few_trials(store) -> None:
@@ -210,8 +209,7 @@ def test_finish_study_run_with_too_few_trials(store) -> None:
     assert run.info.status == "FINISHED"
     assert "importance.none" in run.data.tags and "best_value" in run.data.metrics
     assert not any(k.startswith("importance_") for k in run.data.metrics)
-    assert run.data.tags["plots.skipped"] == "param_importances"
-    assert "plots/optimization_history.png" in {a.path for a in store.list_artifacts(parent, "plots")}
+    assert store.list_artifacts(parent) == []
 
 
 @pytest.mark.parametrize("with_parent", [True, False])

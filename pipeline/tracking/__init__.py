@@ -1,0 +1,63 @@
+"""MLflow tracking: one experiment per study, a parent run per sweep, a child run per trial, the final model.
+
+The only package that imports mlflow; a leaf that the study and the stages call. By job:
+
+- ``store``: where the store lives (``tracking_uri``), the client, experiment ids, the git commit,
+  store failures as ``StorageError``.
+- ``study_run``: the sweep's parent run (``prepare_study_run``, ``finish_study_run``,
+  ``close_dead_parent_runs``).
+- ``trial_run``: a trial's child run (``TrialRun``) and runs whose worker died (``mark_orphans``).
+- ``curves`` and ``inputs``: what a run logs per epoch, and the data it read as MLflow datasets.
+- ``runs``: existing runs (``log_to_run``, ``tag_runs``, ``parent_run_of``, ``run_status``).
+- ``model``: the final model, logged pickle-free and registered (``log_final_model``), served by
+  ``mlflow_model.py``.
+"""
+
+import os
+
+# Client telemetry costs a DNS lookup per process; this pipeline never reaches the network. Set
+# before mlflow is first imported: every submodule import runs this file first.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # re-exported: tests and benchmarks reach MLflow's own API through this package
+from mlflow.tracking import MlflowClient
+
+from pipeline.tracking.curves import HEALTH_FIELDS
+from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash
+from pipeline.tracking.model import INFERENCE_CODE, log_final_model
+from pipeline.tracking.runs import log_to_run, parent_run_of, run_status, tag_runs
+from pipeline.tracking.store import STATUSES, git_commit, tracking_uri
+from pipeline.tracking.study_run import (
+    StudySummary,
+    close_dead_parent_runs,
+    finish_study_run,
+    prepare_study_run,
+    summarize,
+)
+from pipeline.tracking.trial_run import FAIL_CAUSE_TAG, TrialRun, mark_orphans
+
+__all__ = [
+    "DATA_HASH_TAG",
+    "FAIL_CAUSE_TAG",
+    "HEALTH_FIELDS",
+    "INFERENCE_CODE",
+    "STATUSES",
+    "Datasets",
+    "MlflowClient",
+    "StudySummary",
+    "TrialRun",
+    "close_dead_parent_runs",
+    "data_hash",
+    "finish_study_run",
+    "git_commit",
+    "log_final_model",
+    "log_to_run",
+    "mark_orphans",
+    "mlflow",
+    "parent_run_of",
+    "prepare_study_run",
+    "run_status",
+    "summarize",
+    "tag_runs",
+    "tracking_uri",
+]

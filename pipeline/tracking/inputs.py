@@ -1,0 +1,41 @@
+"""The data a run read, as MLflow 3 dataset inputs and one ``data_hash`` tag.
+
+A run's ``datasets`` map a context ("train", "dev", ...) to ``(X, y, digest)``: the examples as
+rows (m, n_x), their labels (m,), and the caller's content hash of the files they came from.
+That digest is what MLflow stores and shows in the Dataset column; MLflow never recomputes it
+(computing one reads the whole array: 12 s and 6 GB for a 1e6 x 784 float32 memmap). The rest
+of what MLflow records is cheap for any size: the profile is shapes and byte counts, the schema
+the dtype and row shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import mlflow
+import numpy as np
+from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+Datasets = Mapping[str, tuple[np.ndarray, np.ndarray, str]]
+DATA_HASH_TAG = "data_hash"
+MAX_DIGEST_CHARS = 36  # the SQL stores' datasets.digest column is VARCHAR(36)
+
+
+def dataset_inputs(datasets: Datasets) -> list[DatasetInput]:
+    """One MLflow dataset input per context, named after it, with the given digest."""
+    inputs = []
+    for context, (X, y, digest) in datasets.items():
+        if not digest or len(digest) > MAX_DIGEST_CHARS:
+            raise ValueError(f"dataset '{context}': digest must be 1 to {MAX_DIGEST_CHARS} characters, got {digest!r}")
+        # The same as mlflow.log_input(from_numpy(...), context) without the fluent API's active run.
+        spec = mlflow.data.from_numpy(X, targets=y, name=context, digest=digest).to_dict()
+        inputs.append(DatasetInput(Dataset(**spec), [InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    return inputs
+
+
+def data_hash(datasets: Datasets) -> str:
+    """One hash of the run's data: of the contexts and digests (the digests are content hashes already)."""
+    lines = "".join(f"{context}={digest}\n" for context, (_, _, digest) in sorted(datasets.items()))
+    return hashlib.blake2b(lines.encode(), digest_size=16).hexdigest()

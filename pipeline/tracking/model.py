@@ -1,0 +1,145 @@
+"""The final network as a registered MLflow 3 model: logged pickle-free, with its run's params, curves and data.
+
+The model is logged *from code*: ``mlflow_model.py`` beside this file is the pyfunc that MLflow
+runs when the model loads, and the modules it imports (``INFERENCE_CODE``) are copied into the
+model, so serving needs no install of this repository and keeps the code the model was trained
+with. ``mlflow_model.py`` is never imported by this package.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from pipeline.errors import DataError
+from pipeline.tracking.curves import history_points
+from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs
+from pipeline.tracking.store import client, commit_tags, experiment_id, now_ms, store_errors, text
+
+MODEL_FILE = Path(__file__).with_name("mlflow_model.py")
+PACKAGE = Path(__file__).parents[1]  # pipeline/
+# What mlflow_model.py imports, relative to the package: shipped with the logged model.
+INFERENCE_CODE = ("__init__.py", "errors.py", "nn/*.py", "data/__init__.py", "data/normalize.py")
+
+
+def log_final_model(
+    model_path: str | Path,
+    name: str,
+    alias: str,
+    *,
+    experiment: str,
+    input_example: Any = None,
+    normalizer: str | Path | None = None,
+    parent_run_id: str | None = None,
+    run_id: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    datasets: Datasets | None = None,
+    history: Iterable[Any] | None = None,
+) -> str:
+    """Log the saved network pickle-free (pyfunc from code), register it as ``name`` and alias it.
+
+    ``model_path`` is the path without suffix given to ``pipeline.nn.save_model`` (``.npz`` weights
+    and ``.json`` architecture). ``normalizer`` is the split stage's normalizer.json, applied to
+    raw rows inside the served model. The model is logged to ``run_id`` if given, else to a new
+    run "final-model" in ``experiment`` (a child of ``parent_run_id`` if given). ``input_example``
+    (a few raw rows) sets the model's schema: float64 rows of n_x values; without one there is none.
+
+    ``params`` go to the run and to the logged model; ``metrics`` too, linked to the logged model
+    so that ``mlflow.search_logged_models`` finds and ranks it. ``datasets`` (see
+    ``pipeline.tracking.inputs``) become the run's inputs and its ``data_hash`` tag. ``history``
+    (the fit's epoch logs) becomes the run's per-epoch curves, as on a trial run.
+    Returns ``models:/<name>@<alias>``.
+    """
+    model_path = Path(model_path).with_suffix("")
+    normalizer = None if normalizer is None else Path(normalizer)
+    artifacts = {"weights": model_path.with_suffix(".npz"), "architecture": model_path.with_suffix(".json")}
+    if normalizer is not None:
+        artifacts["normalizer"] = normalizer
+    _check_model_files(model_path, normalizer)
+    inputs = dataset_inputs(datasets or {})
+    # The example fixes the schema: float64 rows of n_x values (JSON bodies are cast to it).
+    example = None if input_example is None else np.asarray(input_example, dtype=np.float64)
+    if example is not None:
+        example = example.reshape(len(example), -1)
+    run_tags = {k: text(v) for k, v in (tags or {}).items()}
+    if datasets and DATA_HASH_TAG not in run_tags:
+        run_tags[DATA_HASH_TAG] = data_hash(datasets)
+    with store_errors():
+        mlflow_client = client()
+        if run_id is None:
+            new_tags = commit_tags() | ({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})
+            exp_id = experiment_id(mlflow_client, experiment)
+            run_id = mlflow_client.create_run(exp_id, run_name="final-model", tags=new_tags).info.run_id
+        ts = now_ms()
+        mlflow_client.log_batch(
+            run_id,
+            metrics=history_points(history or (), ts),
+            params=[Param(k, text(v)) for k, v in (params or {}).items()],
+            tags=[RunTag(k, v) for k, v in run_tags.items()],
+        )
+        if inputs:
+            mlflow_client.log_inputs(run_id, datasets=inputs)
+        with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_FILE),
+                artifacts={k: str(v) for k, v in artifacts.items()},
+                code_paths=[str(_stage_inference_code(Path(staging)))],
+                input_example=example,
+                # Pinned here, so MLflow need not infer them by loading the model in a subprocess.
+                pip_requirements=_requirements(),
+                registered_model_name=name,
+                params={k: text(v) for k, v in (params or {}).items()} or None,
+            )
+            final = [Metric(k, float(v), ts, 0, model_id=info.model_id) for k, v in (metrics or {}).items()]
+            mlflow_client.log_batch(run_id, metrics=final)
+        mlflow_client.set_registered_model_alias(name, alias, str(info.registered_model_version))
+    return f"models:/{name}@{alias}"
+
+
+def _check_model_files(model_path: Path, normalizer: Path | None) -> None:
+    """Fail before logging anything if the served model could not load."""
+    from pipeline.data.normalize import Normalizer
+    from pipeline.nn import ModelFileError, load_model
+
+    try:
+        _, _, extra = load_model(model_path)
+    except ModelFileError as e:
+        raise DataError(str(e)) from None
+    if normalizer is None:
+        if "normalizer" not in extra:
+            raise DataError(f"{model_path}.json: no normalizer in extra; pass normalizer=<split dir>/normalizer.json")
+        Normalizer.from_dict(extra["normalizer"])
+        return
+    try:
+        spec = json.loads(normalizer.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{normalizer}: unreadable normalizer ({type(e).__name__}); rerun the split stage") from None
+    Normalizer.from_dict(spec)
+
+
+def _stage_inference_code(staging: Path) -> Path:
+    """Copy the modules the served model imports into ``staging/pipeline``."""
+    target = staging / "pipeline"
+    for pattern in INFERENCE_CODE:
+        for source in PACKAGE.glob(pattern):
+            (target / source.parent.relative_to(PACKAGE)).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / source.relative_to(PACKAGE))
+    return target
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "numpy", "pandas")]
