@@ -14,14 +14,11 @@ import numpy as np
 from pipeline.data.normalize import Normalizer
 from pipeline.errors import DataError
 from pipeline.io import load_npy, read_json
-from pipeline.paths import MODEL_STEM, PREPARED_DIR, SPLIT_DIR, SPLIT_REPORT
+from pipeline.paths import PREPARED_DIR, SPLIT_DIR
 
 __all__ = [
-    "MODEL_STEM",
-    "PREPARED_DIR",
-    "SPLIT_DIR",
-    "SPLIT_REPORT",
     "load_normalizer",
+    "load_origin",
     "load_prepared",
     "load_split",
 ]

@@ -1,5 +1,5 @@
-"""The NumPy network core. Imports numpy only: no search, tracking, pipeline or file formats
-beyond its own pickle-free save/load."""
+"""The NumPy network core. Imports numpy and the standard library only: no search, tracking,
+params files or file system (a model becomes bytes; ``pipeline.data.store`` writes them)."""
 
 from pipeline.nn.gradcheck import check_weights, gradient_check
 from pipeline.nn.health import LayerHealth
@@ -15,7 +15,7 @@ from pipeline.nn.network import (
     predict,
     predict_proba,
 )
-from pipeline.nn.serialize import ModelFileError, load_model, save_model
+from pipeline.nn.serialize import ModelFileError, model_from_bytes, model_to_bytes
 from pipeline.nn.train import Callback, Diverged, EpochLog, FitOptions, FitResult, fit
 
 __all__ = [
@@ -37,8 +37,8 @@ __all__ = [
     "forward",
     "gradient_check",
     "initialize",
-    "load_model",
+    "model_from_bytes",
+    "model_to_bytes",
     "predict",
     "predict_proba",
-    "save_model",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import nn
+from pipeline.data.models import load_model
 from pipeline.data.split import SPLITS
 from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 def evaluate(root: str | Path = ".") -> dict[str, Any]:
     """Compute and write the metrics; return them."""
     root = Path(root)
-    weights, arch, extra = nn.load_model(root / MODEL_STEM)
+    weights, arch, extra = load_model(root / MODEL_STEM)
     normalizer, norm_doc = load_normalizer(root)
     if extra.get("normalizer") != normalizer.to_dict():
         raise DataError(f"{MODEL_STEM}.json: trained on differently normalized data than the split; rerun train")

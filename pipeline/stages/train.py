@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline import nn
 from pipeline.config import Params, load_params
+from pipeline.data.models import save_model
 from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_json, read_json
@@ -114,7 +115,7 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     }
     keys = ("epoch", "train_cost", "dev_cost", "dev_error", "learning_rate")
     history = [{k: getattr(h, k) for k in keys} for h in result.history]
-    nn.save_model(root / MODEL_STEM, result.weights, arch, extra)
+    save_model(root / MODEL_STEM, result.weights, arch, extra)
     atomic_write_json(root / HISTORY, history)
     atomic_write_json(root / METRICS, metrics)
     return metrics

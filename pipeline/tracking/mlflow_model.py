@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.normalize import Normalizer
-from pipeline.nn import load_model, predict
+from pipeline.nn import model_from_bytes, predict
 
 
 class RawRowsClassifier(mlflow.pyfunc.PythonModel):
@@ -25,7 +25,10 @@ class RawRowsClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         weights_file = Path(context.artifacts["weights"])
         # save_model's pair shares a stem, and MLflow copies both into one artifacts folder.
-        self.weights, self.arch, extra = load_model(weights_file.with_suffix(""))
+        meta_file = weights_file.with_suffix(".json")
+        self.weights, self.arch, extra = model_from_bytes(
+            weights_file.read_bytes(), meta_file.read_bytes(), weights_file.name, meta_file.name
+        )
         if "normalizer" in context.artifacts:
             spec = json.loads(Path(context.artifacts["normalizer"]).read_text(encoding="utf-8"))
         else:

@@ -49,7 +49,7 @@ def log_final_model(
 ) -> str:
     """Log the saved network pickle-free (pyfunc from code), register it as ``name`` and alias it.
 
-    ``model_path`` is the path without suffix given to ``pipeline.nn.save_model`` (``.npz`` weights
+    ``model_path`` is the path without suffix given to ``pipeline.data.models.save_model`` (``.npz`` weights
     and ``.json`` architecture). ``normalizer`` is the split stage's normalizer.json, applied to
     raw rows inside the served model. The model is logged to ``run_id`` if given, else to a new
     run "final-model" in ``experiment`` (a child of ``parent_run_id`` if given). ``input_example``
@@ -110,13 +110,10 @@ def log_final_model(
 
 def _check_model_files(model_path: Path, normalizer: Path | None) -> None:
     """Fail before logging anything if the served model could not load."""
+    from pipeline.data.models import load_model
     from pipeline.data.normalize import Normalizer
-    from pipeline.nn import ModelFileError, load_model
 
-    try:
-        _, _, extra = load_model(model_path)
-    except ModelFileError as e:
-        raise DataError(str(e)) from None
+    _, _, extra = load_model(model_path)
     if normalizer is None:
         if "normalizer" not in extra:
             raise DataError(f"{model_path}.json: no normalizer in extra; pass normalizer=<split dir>/normalizer.json")

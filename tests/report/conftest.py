@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 
 from pipeline import nn
 from pipeline.config import Params, params_from_dict
+from pipeline.data.models import save_model
 from pipeline.study.space import apply_params, fit_options
 
 EPOCHS = 8
@@ -110,7 +111,7 @@ def build_project(root: Path, params: Params, n_trials: int = 4, train_dev: bool
 
     arch, hp = build(best.user_attrs["values"])
     result = nn.fit(Xtr, ytr, arch, hp, X_dev=Xdv, y_dev=ydv, seed=params.seed)
-    nn.save_model(root / "models/final", result.weights, arch, {"classes": classes})
+    save_model(root / "models/final", result.weights, arch, {"classes": classes})
     keys = ("epoch", "train_cost", "dev_cost", "dev_error", "learning_rate")
     _write(root / "reports/train_history.json", [{k: getattr(h, k) for k in keys} for h in result.history])
     _write(

@@ -11,6 +11,7 @@ import pytest
 from pipeline import nn
 from pipeline.cli import main
 from pipeline.config import load_params
+from pipeline.data.models import load_model
 from pipeline.data.normalize import Normalizer
 from pipeline.data.split import split_rows
 from pipeline.data.store import load_split
@@ -43,7 +44,7 @@ def read(path: str) -> object:
 
 def test_train_writes_model_history_and_metrics(repo: Path) -> None:
     assert cli("train") == 0
-    weights, arch, extra = nn.load_model("models/final")
+    weights, arch, extra = load_model("models/final")
     assert arch.layer_dims == (64, 16, 10)
     assert extra["classes"] == [str(k) for k in range(10)] and extra["normalizer"]["mode"] == "standardize"
     history = read("reports/train_history.json")
@@ -59,7 +60,7 @@ def test_train_writes_model_history_and_metrics(repo: Path) -> None:
 def test_evaluate_metrics_agree_with_the_model(repo: Path) -> None:
     assert cli("train") == 0 and cli("evaluate") == 0
     m = read("reports/metrics.json")
-    weights, arch, _ = nn.load_model("models/final")
+    weights, arch, _ = load_model("models/final")
     X, y = load_split("test")
     pred = nn.predict(X.T, weights, arch)
     assert m["test_error"] == pytest.approx(np.mean(pred != y)) and m["n_test"] == len(y) == 18
@@ -76,7 +77,7 @@ def test_evaluate_metrics_agree_with_the_model(repo: Path) -> None:
 def test_raw_pixel_rows_predict_through_the_model_metadata(repo: Path) -> None:
     """The model file alone (weights + normalizer + classes) predicts raw prepared rows like the split."""
     assert cli("train") == 0
-    weights, arch, extra = nn.load_model("models/final")
+    weights, arch, extra = load_model("models/final")
     params = load_params("params.yaml")
     raw_X, raw_y = load_npy("data/prepared/X.npy"), load_npy("data/prepared/y.npy")
     rows = split_rows(raw_X, raw_y, params.split, params.seed)[0]["test"]
@@ -105,10 +106,10 @@ def test_study_best_params_are_applied_when_asked(repo: Path) -> None:
     Path("reports/study").mkdir(parents=True)
     Path("reports/study/best_params.json").write_text(json.dumps(best))
     assert cli("train") == 0  # use_study_best is false in FAST
-    assert nn.load_model("models/final")[1].layer_dims == (64, 16, 10)
+    assert load_model("models/final")[1].layer_dims == (64, 16, 10)
     write_params(repo, {**FAST, "train": {"epochs": 3, "use_study_best": True}})
     assert cli("train") == 0
-    _, arch, extra = nn.load_model("models/final")
+    _, arch, extra = load_model("models/final")
     assert arch.layer_dims == (64, 7, 7, 10) and extra["model"]["hidden_layers"] == [7, 7]
     assert read("reports/train.json")["settings_from"] == "study trial 4"
 
@@ -116,7 +117,7 @@ def test_study_best_params_are_applied_when_asked(repo: Path) -> None:
 def test_binary_positive_class_trains_a_sigmoid_output(repo: Path) -> None:
     write_params(repo, {**FAST, "data": {"positive_class": 3}})
     assert all(cli(stage) == 0 for stage in ("prepare", "split", "train", "evaluate"))
-    assert nn.load_model("models/final")[1].layer_dims == (64, 16, 1)
+    assert load_model("models/final")[1].layer_dims == (64, 16, 1)
     assert set(read("reports/metrics.json")["per_class"]) == {"not 3", "3"}
 
 

@@ -20,9 +20,10 @@ from mlflow.exceptions import MlflowException
 from sklearn.datasets import load_digits
 
 from pipeline import tracking
+from pipeline.data.models import load_model, save_model
 from pipeline.data.normalize import Normalizer
 from pipeline.errors import DataError
-from pipeline.nn import Architecture, FitOptions, fit, load_model, predict
+from pipeline.nn import Architecture, FitOptions, fit, predict
 from tests.tracking.test_curves import health_logs
 
 NAME, ALIAS = "digits-mlp", "champion"
@@ -36,8 +37,6 @@ def final_model(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     arch = Architecture.build(64, 10, (16,))
     result = fit(normalizer.transform(raw[:1500]).T, y[:1500], arch, FitOptions(learning_rate=0.01, epochs=5), seed=0)
     stem = tmp_path / "models" / "final"
-    from pipeline.nn import save_model
-
     save_model(stem, result.weights, arch, {"normalizer": normalizer.to_dict()})
     return stem, raw[1500:1540], y[1500:1540]
 
@@ -106,8 +105,6 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
 def test_log_final_model_checks_its_files_first(store, final_model, tmp_path: Path) -> None:
     stem, rows, _ = final_model
     weights, arch, _ = load_model(stem)
-    from pipeline.nn import save_model
-
     save_model(stem, weights, arch, {})
     with pytest.raises(DataError, match="normalizer"):
         tracking.log_final_model(stem, NAME, ALIAS, experiment="digits", input_example=rows[:2])

@@ -1,4 +1,5 @@
-"""Models round-trip without pickle; foreign or damaged files are clear errors."""
+"""Models round-trip without pickle (bytes in pipeline.nn, files in pipeline.data.models); foreign,
+damaged or non-finite files are clear errors."""
 
 import json
 import os
@@ -7,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.nn import Architecture, ModelFileError, initialize, load_model, predict, save_model
+from pipeline.data.models import load_model, save_model
+from pipeline.errors import DataError
+from pipeline.nn import Architecture, initialize, model_from_bytes, model_to_bytes, predict
 
 
 @pytest.fixture
@@ -32,21 +35,21 @@ def test_a_truncated_weights_file_is_a_clear_error(saved) -> None:
     path = saved[0]
     npz = path.with_suffix(".npz")
     npz.write_bytes(npz.read_bytes()[:100])
-    with pytest.raises(ModelFileError, match="truncated"):
+    with pytest.raises(DataError, match="truncated"):
         load_model(path)
 
 
 def test_a_json_file_we_did_not_write_is_rejected(saved) -> None:
     path = saved[0]
     path.with_suffix(".json").write_text(json.dumps({"layers": [1, 2]}))
-    with pytest.raises(ModelFileError, match="not written by this project"):
+    with pytest.raises(DataError, match="not written by this project"):
         load_model(path)
 
 
 def test_a_pickled_array_is_refused(saved, tmp_path: Path) -> None:
     path = saved[0]
     np.savez(path.with_suffix(".npz"), W1=np.array([object()], dtype=object))
-    with pytest.raises(ModelFileError):
+    with pytest.raises(DataError):
         load_model(path)
 
 
@@ -54,12 +57,12 @@ def test_mismatched_shapes_are_rejected(saved) -> None:
     path, weights, _ = saved
     weights = dict(weights, W1=np.zeros((7, 5), dtype=np.float32))
     np.savez(path.with_suffix(".npz"), **weights)
-    with pytest.raises(ModelFileError, match="W1"):
+    with pytest.raises(DataError, match="W1"):
         load_model(path)
 
 
 def test_missing_files_say_to_train_first(tmp_path: Path) -> None:
-    with pytest.raises(ModelFileError, match="run the train stage"):
+    with pytest.raises(DataError, match="run the train stage"):
         load_model(tmp_path / "absent")
 
 
@@ -69,3 +72,19 @@ def test_saved_files_get_the_usual_permissions(saved) -> None:
     os.umask(umask)
     for suffix in (".npz", ".json"):
         assert path.with_suffix(suffix).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_bytes_round_trip_without_files() -> None:
+    arch = Architecture.build(3, 2, (2,))
+    weights = initialize(arch, np.random.default_rng(0))
+    npz, meta = model_to_bytes(weights, arch, {"k": 1})
+    loaded, arch2, extra = model_from_bytes(npz, meta)
+    assert arch2 == arch and extra == {"k": 1} and all(np.array_equal(loaded[k], weights[k]) for k in weights)
+
+
+def test_non_finite_weights_are_refused(saved) -> None:
+    path, weights, _ = saved
+    weights = dict(weights, W1=np.full_like(weights["W1"], np.nan))
+    np.savez(path.with_suffix(".npz"), **weights)
+    with pytest.raises(DataError, match="W1 holds NaN or inf weights"):
+        load_model(path)
