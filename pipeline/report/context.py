@@ -52,8 +52,11 @@ class ReportContext:
 
     @property
     def source(self) -> str:
-        """The data source: normalizer.json's, else params.yaml's."""
-        return self.inputs.source or self.params.data.source
+        """The data source the split was made from (normalizer.json), "unknown" without it.
+
+        Not params.yaml's ``data.source``: that may have changed since the data was prepared, and the
+        report stage does not depend on the ``data`` params."""
+        return self.inputs.source or "unknown"
 
     @property
     def is_digits(self) -> bool:

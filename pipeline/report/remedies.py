@@ -60,10 +60,6 @@ class Remedy:
     why: str
 
 
-def _r(x: float) -> float:
-    return proposed(x)
-
-
 def remedies(
     diag: Diagnosis, best: Mapping[str, Any], params: Params, sizes: Mapping[str, int]
 ) -> tuple[list[Remedy], list[str]]:
@@ -153,7 +149,7 @@ def _variance(params: Params, best: Mapping[str, Any], sizes: Mapping[str, int],
     units, l2, kp = space.n_units, space.l2_lambda, space.keep_prob
     b_units, b_l2 = best.get("n_units", units.high), best.get("l2_lambda", l2.low)
     v = "variance"
-    more_l2 = _r(b_l2 if b_l2 > l2.low else l2.low * L2_FACTOR)
+    more_l2 = proposed(b_l2 if b_l2 > l2.low else l2.low * L2_FACTOR)
     smaller = b_units if b_units < units.high else max(units.low, units.high // 2)
     more_dropout = round(max(KEEP_PROB_FLOOR, kp.low - KEEP_PROB_STEP), 2)
     out: list[Remedy | None] = [
@@ -190,14 +186,14 @@ def _refine(best: Mapping[str, Any]) -> list[Remedy]:
 
 def _lr_range(best_lr: float) -> dict[str, float]:
     return {
-        "tune.space.learning_rate.low": _r(best_lr / RANGE_FACTOR),
-        "tune.space.learning_rate.high": _r(min(best_lr * RANGE_FACTOR, 1.0)),
+        "tune.space.learning_rate.low": proposed(best_lr / RANGE_FACTOR),
+        "tune.space.learning_rate.high": proposed(min(best_lr * RANGE_FACTOR, 1.0)),
     }
 
 
 def _lower_cap(best_l2: float, low: float, high: float) -> float:
     """The new l2_lambda.high for less regularization: the best lambda, else a decade below the old cap."""
-    return _r(max(best_l2, low) if 0 < best_l2 < high else high / L2_FACTOR)
+    return proposed(max(best_l2, low) if 0 < best_l2 < high else high / L2_FACTOR)
 
 
 def _raise_floor(best_kp: float, low: float, high: float) -> float:

@@ -86,9 +86,16 @@ def publish(report: Report, paths: Sequence[Path]) -> str:
     if parent is None:
         return f"{done}; no parent run found, so the report was not attached"
     status = parent_status(tracking, parent)
-    if status is None or status in OPEN_STATUSES:
-        state = "its status is unknown" if status is None else f"it is {status}: a sweep is still using it"
-        return f"{done}; the report was not attached to parent run {parent} ({state}); rerun the report after it ends"
+    if status is None:
+        return (
+            f"{done}; the report was not attached to parent run {parent}: its status is unknown (pipeline.tracking "
+            "has no run_status), so a finished study cannot be told from a sweep in progress"
+        )
+    if status in OPEN_STATUSES:
+        return (
+            f"{done}; the report was not attached to parent run {parent} (it is {status}: a sweep is still using "
+            "it); rerun the report after it ends"
+        )
     summary = report.summary
     metrics = {f"diagnosis_{key}": float(gap["value"]) for key, gap in (summary.get("gaps") or {}).items()}
     tracking.log_to_run(

@@ -193,4 +193,4 @@ def test_publish_tags_trials_and_logs_only_to_a_finished_parent(
     )  # gone: skipped
 
     monkeypatch.delattr(tracking, "run_status")  # without a way to read the status, never attach
-    assert "its status is unknown" in publish(report, files)
+    assert "its status is unknown (pipeline.tracking has no run_status)" in publish(report, files)
