@@ -39,13 +39,18 @@ def summary(ctx: ReportContext) -> dict[str, Any]:
     numbers = summary_numbers(ctx)
     return {
         "verdict": numbers["verdict"],
+        "source": numbers["source"],
         "title": TITLES[diag.verdict] if diag else "Unknown",
         "summary": diag.summary() if diag else no_diagnosis(ctx),
         "next_command": ctx.next_command,
         "human_error": rp.human_error,
         "tolerance": rp.tolerance,
         "confidence": rp.confidence,
-        **{k: v for k, v in numbers.items() if k not in ("verdict", "human_error", "gaps", "remedies", "next_command")},
+        **{
+            k: v
+            for k, v in numbers.items()
+            if k not in ("verdict", "source", "human_error", "gaps", "remedies", "next_command")
+        },
         # no "split"/"key" fields: the dict key says it, and each scalar is a column in `dvc exp show`
         "errors": {
             k: {"rate": e.rate, "n": e.n, "errors": e.errors, "low": e.low, "high": e.high}

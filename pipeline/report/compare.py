@@ -46,9 +46,10 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
     Reads the flat keys, or the nested ``errors``/``gaps`` of a diagnosis.json written before them.
     """
     errors, gaps = summary.get("errors") or {}, summary.get("gaps") or {}
-    out: dict[str, Any] = {"verdict": summary.get("verdict")}
-    if _number(summary.get("human_error")):
-        out["human_error"] = summary["human_error"]
+    out: dict[str, Any] = {"verdict": summary.get("verdict"), "source": summary.get("source")}
+    for key in ("human_error", "n_examples"):
+        if _number(summary.get(key)):
+            out[key] = summary[key]
     for split in SPLITS:
         nested = errors.get(split) if isinstance(errors.get(split), Mapping) else {}
         rate, n = summary.get(f"{split}_error", nested.get("rate")), summary.get(f"n_{split}", nested.get("n"))
@@ -110,9 +111,17 @@ class Comparison:
     gaps: dict[str, Move]
     gaps_measured_differently: dict[str, tuple[str | None, str | None]]  # key -> (formula before, after)
     applied: Applied | None
+    data_before: tuple[str | None, int | None] = (None, None)  # (source, examples) of each diagnosis
+    data_after: tuple[str | None, int | None] = (None, None)
+
+    @property
+    def data_changed(self) -> bool:
+        """Another source or another number of examples: the two diagnoses measured different data."""
+        return all(x is not None for x in (*self.data_before, *self.data_after)) and self.data_before != self.data_after
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "data": {"before": list(self.data_before), "after": list(self.data_after), "changed": self.data_changed},
             "verdict": {
                 "before": self.verdict_before,
                 "after": self.verdict_after,
@@ -156,6 +165,8 @@ def compare(previous: Mapping[str, Any], current: Mapping[str, Any], params: Par
         gaps,
         different,
         _applied(previous.get("remedy"), previous, current, errors, gaps, params),
+        (previous.get("source"), previous.get("n_examples")),
+        (current.get("source"), current.get("n_examples")),
     )
 
 

@@ -119,6 +119,8 @@ def summary_numbers(ctx: ReportContext) -> dict[str, Any]:
     diag = ctx.diagnosis
     return {
         "verdict": diag.verdict if diag else "unknown",
+        "source": ctx.source,
+        "n_examples": ctx.inputs.total,
         "human_error": ctx.params.report.human_error,
         **numbers(ctx.errors, diag),
         "gaps": {k: {"value": g.value, "formula": g.formula} for k, g in (diag.gaps if diag else {}).items()},

@@ -36,6 +36,12 @@ def before_after_section(ctx: ReportContext) -> Section:
     conf = f"{100 * ctx.params.report.confidence:.0f}%"
     before, after = (TITLES.get(v or "", v or "unknown") for v in (c.verdict_before, c.verdict_after))
     changed = c.verdict_before != c.verdict_after
+    if c.data_changed:
+        (src_a, n_a), (src_b, n_b) = c.data_before, c.data_after
+        s.add(
+            f"**The data changed** since the previous diagnosis (`{src_a}`, {n_a} examples -> `{src_b}`, {n_b}): "
+            "the numbers below compare different data."
+        )
     s.add(f"Verdict: {before} -> {after}." if changed else f"Verdict unchanged: {after}.")
     s.add(*_applied_lines(c.applied, c, prev.get("next_command")))
     if c.gaps:

@@ -93,3 +93,17 @@ def test_a_diagnosis_json_from_before_the_flat_keys_is_read() -> None:
     c = compare(h, now, Params())
     assert c.gaps_measured_differently == {"variance": ("dev - train", "train-dev - train")}
     assert not c.gaps["variance"].significant and c.gaps["variance"].low is None and c.applied is None
+
+
+def test_a_change_of_data_is_said(before: dict) -> None:
+    same_data = report(TRAIN, (90, 3000), applied(before), previous=before)
+    assert same_data.summary["comparison"]["data"] == {
+        "before": ["folder", 9000],
+        "after": ["folder", 9000],
+        "changed": False,
+    }
+    other = report((0, 446), (0, 5), Params(), previous=before, source="npz")
+    assert other.summary["comparison"]["data"]["changed"] is True
+    assert "**The data changed** since the previous diagnosis (`folder`, 9000 examples -> `npz`, 456)" in section(
+        other.markdown, "Before and after"
+    )
