@@ -2,17 +2,30 @@
 
 Each point retrains the network from scratch with ``pipeline.nn.fit`` on the first ``m`` examples
 of one seeded permutation of the train split, so the subsets are nested and only the size varies.
+``final_model_curve`` does it for the final model's configuration and random stream (the train
+stage's rule), so the point at fraction 1 is exactly the shipped network. It is the report's only
+training; the report stage calls it and hands the points to the sections.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from pipeline.config import Params
+from pipeline.data.store import load_split
+from pipeline.errors import DataError
 from pipeline.nn.network import Architecture, error_rate
 from pipeline.nn.train import Diverged, FitOptions, fit
+from pipeline.paths import BEST_PARAMS, NORMALIZER
+from pipeline.report.inputs import ReportInputs
+from pipeline.study.space import apply_params, architecture, fit_options, trial_seed
+from pipeline.threads import blas_threads_for, limit_blas_threads
+
+Stream = Callable[[], np.random.Generator]  # a fresh generator of the same random stream per call
 
 
 @dataclass(frozen=True)
@@ -31,15 +44,16 @@ def learning_curve(
     arch: Architecture,
     hp: FitOptions,
     fractions: Sequence[float],
-    seed: int | Sequence[int],
+    stream: Stream,
 ) -> tuple[list[CurvePoint], list[str]]:
     """Fit on growing fractions of the train rows ``(m, n_x)``; return the points and a note per skipped fraction.
 
-    Every fit starts from a fresh generator of ``seed`` (e.g. the best trial's ``[seed, trial number]``),
-    so the point at fraction 1 is exactly the final model.
+    The subsets come from one permutation drawn from ``stream()``, and every fit starts from a fresh
+    ``stream()`` (e.g. ``lambda: trial_seed(seed, number)``), so the point at fraction 1 is exactly
+    the network ``fit`` gives on the whole train split with that stream.
     """
     m = len(y_train)
-    order = np.random.default_rng(seed).permutation(m)
+    order = stream().permutation(m)
     X_dev_cols = np.asarray(X_dev).T
     points, notes = [], []
     for fraction in sorted(set(fractions)):
@@ -47,7 +61,7 @@ def learning_curve(
         idx = np.sort(order[:k])  # sorted: the memory-mapped rows are read in file order
         X, y = np.asarray(X_train[idx]).T, np.asarray(y_train[idx])
         try:
-            result = fit(X, y, arch, hp, seed=np.random.default_rng(seed))
+            result = fit(X, y, arch, hp, seed=stream())
         except Diverged as e:
             notes.append(f"fraction {fraction:g} (m={k}) skipped: {e}")
             continue
@@ -55,6 +69,48 @@ def learning_curve(
         dev_error = error_rate(X_dev_cols, y_dev, result.weights, arch)
         points.append(CurvePoint(fraction, k, float(train_error), float(dev_error)))
     return points, notes
+
+
+def final_settings(params: Params, best: Mapping[str, Any] | None) -> tuple[Params, Stream]:
+    """The final model's configuration and random stream, by the train stage's rule.
+
+    With ``train.use_study_best`` and a best_params.json: the best trial's values over params.yaml
+    and the stream of ``seed_trial`` (the trial whose seed the train stage uses; the best trial's
+    own number when absent). Otherwise params.yaml and ``seed``.
+    """
+    if best is None or not params.train.use_study_best:
+        return params, lambda: np.random.default_rng(params.seed)
+    values, number = best.get("params"), best.get("seed_trial", best.get("trial_number"))
+    if not isinstance(values, Mapping):
+        raise DataError(f"{BEST_PARAMS.as_posix()}: expected an object with a 'params' mapping; rerun the tune stage")
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise DataError(f"{BEST_PARAMS.as_posix()}: 'trial_number' must be an integer; rerun the tune stage")
+    return apply_params(params, values), lambda: trial_seed(params.seed, number)
+
+
+def final_model_curve(inputs: ReportInputs, params: Params) -> tuple[list[CurvePoint], list[str]]:
+    """Retrain the final model's configuration on ``report.learning_curve_fractions`` of the train split.
+
+    Returns the points and notes (why no curve, or which fractions were skipped). Threads are limited
+    as the train stage limits them, so the full-size point reproduces the shipped network.
+    """
+    if "train" not in inputs.sizes or "dev" not in inputs.sizes:
+        return [], [f"needs the train and dev splits: {inputs.why_missing('data') or 'dev split missing'}"]
+    fractions = params.report.learning_curve_fractions
+    if not fractions:
+        return [], ["report.learning_curve_fractions is empty"]
+    classes = (inputs.meta or {}).get("classes")
+    if not classes:
+        return [], [
+            f"{NORMALIZER.as_posix()} lists no classes: {inputs.why_missing('meta') or 'rerun dvc repro split'}"
+        ]
+    config, stream = final_settings(params, inputs.best)
+    X, y = load_split("train", inputs.root)
+    X_dev, y_dev = load_split("dev", inputs.root)
+    arch = architecture(config.model, X.shape[1], len(classes))  # the train stage's class count
+    hp = fit_options(config.train)
+    with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
+        return learning_curve(X, y, X_dev, y_dev, arch, hp, fractions, stream)
 
 
 def read_curve(points: Sequence[CurvePoint], human_error: float, tolerance: float, dev_half_width: float = 0.0) -> str:

@@ -1,4 +1,4 @@
-"""Bias/variance diagnosis: gaps between error rates, a verdict, and remedies on this project's knobs.
+"""Bias/variance diagnosis: gaps between error rates, a verdict, and each trial's regime (the one rule).
 
 The framework (Ng, *Machine Learning Yearning*; course 2, week 1): with human-level error as a
 proxy for Bayes error,

@@ -11,18 +11,29 @@ from typing import Any
 
 from pipeline.errors import DataError
 from pipeline.io import load_npy, read_json
+from pipeline.paths import (
+    BEST_PARAMS,
+    METRICS,
+    MODEL_META,
+    NORMALIZER,
+    SPLIT_REPORT,
+    SPLITS,
+    TRAIN_HISTORY,
+    TRAIN_METRICS,
+    TRIALS_CSV,
+    split_file,
+)
 from pipeline.report.trials import TrialRow, read_trials
 
-SPLITS = ("train", "train_dev", "dev", "test")
 PATHS = {
-    "meta": "data/split/normalizer.json",  # classes, image_shape, source
-    "split": "reports/split.json",
-    "metrics": "reports/metrics.json",
-    "history": "reports/train_history.json",
-    "best": "reports/study/best_params.json",
-    "trials": "reports/study/trials.csv",
-    "model": "models/final.json",  # architecture and the settings it was trained with
-    "train": "reports/train.json",  # epochs, best_epoch, seconds of the final fit
+    "meta": NORMALIZER,  # classes, image_shape, source
+    "split": SPLIT_REPORT,  # sizes and class balance: the report never opens the test split
+    "metrics": METRICS,
+    "history": TRAIN_HISTORY,
+    "best": BEST_PARAMS,
+    "trials": TRIALS_CSV,
+    "model": MODEL_META,  # architecture and the settings it was trained with
+    "train": TRAIN_METRICS,  # epochs, best_epoch, seconds of the final fit
 }
 
 
@@ -45,6 +56,16 @@ class ReportInputs:
     def why_missing(self, *names: str) -> str:
         return "; ".join(self.missing[n] for n in names if n in self.missing)
 
+    @property
+    def source(self) -> str | None:
+        """The data source the split was made from (``digits``, ``folder``, ...), from normalizer.json."""
+        return (self.meta or {}).get("source")
+
+    @property
+    def total(self) -> int:
+        """Examples over all splits (reports/split.json sizes): what any new split can share out."""
+        return sum(self.sizes.values())
+
 
 def load_inputs(root: Path) -> ReportInputs:
     """Read every input under ``root``; absent ones are recorded in ``missing``."""
@@ -52,7 +73,7 @@ def load_inputs(root: Path) -> ReportInputs:
     for name, rel in PATHS.items():
         path = root / rel
         if not path.exists():
-            inputs.missing[name] = f"{rel} not found (run the stage that writes it: dvc repro)"
+            inputs.missing[name] = f"{rel.as_posix()} not found (run the stage that writes it: dvc repro)"
             continue
         value: Any = read_trials(path) if name == "trials" else read_json(path)
         if name == "history":
@@ -67,11 +88,11 @@ def load_inputs(root: Path) -> ReportInputs:
             inputs.sizes[split] = n
             per_class = counts.get(split) or {}
             inputs.balance[split] = {i: int(k) for i, k in enumerate(per_class.values()) if k}
-    X_train = root / "data/split/X_train.npy"
+    X_train = root / split_file("X", "train")
     if X_train.exists():
         inputs.n_x = int(load_npy(X_train).shape[1])
     if "train" not in inputs.sizes:
-        inputs.missing["data"] = "reports/split.json has no train split (run dvc repro split)"
+        inputs.missing["data"] = f"{SPLIT_REPORT.as_posix()} has no train split (run dvc repro split)"
     return inputs
 
 
@@ -104,12 +125,12 @@ def split_errors(inputs: ReportInputs) -> tuple[dict[str, tuple[float, int]], di
         n = n if n is not None else inputs.sizes.get(split)
         if rate is None:
             if split != "train_dev" or inputs.sizes.get("train_dev"):
-                reasons[split] = inputs.why_missing("metrics") or f"reports/metrics.json has no {split} error"
+                reasons[split] = inputs.why_missing("metrics") or f"{METRICS.as_posix()} has no {split} error"
             else:
                 reasons[split] = "no train-dev split (split.train_dev is 0)"
             continue
         if n is None or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-            raise DataError(f"reports/metrics.json: {split} error {rate!r} on n={n!r} is not an error rate with a size")
+            raise DataError(f"{METRICS.as_posix()}: {split} error {rate!r} on n={n!r} is not an error rate with a size")
         found[split] = (float(rate), int(n))
     return found, reasons
 

@@ -1,213 +1,273 @@
-"""From a verdict to the next study: remedies on this project's knobs, and search-range edge alarms.
+"""From a verdict to the next run: each remedy is a concrete change of ``params.yaml`` keys.
 
-Course 2, week 1: high bias -> a bigger network, train longer (and less regularization); high
-variance -> more data, more regularization. Each remedy names the ``params.yaml`` key to edit and
-a concrete new value computed from the current range and the study's best parameters.
+Course 2, week 1: high bias -> a bigger network, train longer, less regularization; high variance
+-> more data, more regularization. *Machine Learning Yearning*: a dev set too small to tell the
+gaps apart -> a bigger dev set first. Each remedy is ``set`` (dotted key -> new value), the gap it
+``addresses`` and ``why``; applied, it changes what the next ``dvc repro`` trains:
+
+- a parameter the study searches is changed through its range (``tune.space.*``), a fixed one
+  through its own key (``train.*``, ``model.*``); both are part of the study's fingerprint, so new
+  trials run (a searched key comes from the best trial, a key it does not search from params.yaml);
+- a key is never set to its current value, and every remedy passes ``pipeline.config``'s
+  validation with the change applied;
+- a split never asks for more examples than the data has: when the dev set a remedy needs exceeds
+  what the data can give, the remedy is the largest split the data supports, with the Wilson
+  half-width it will give.
+
+What is not a params.yaml key (more data of the same kind, data that looks like dev) is a note.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import Params, SpaceParams
+from pipeline.config import Params
+from pipeline.report.changes import as_raw, get_key, is_valid, new_keys, proposed, yaml_scalar
 from pipeline.report.diagnosis import Diagnosis
+from pipeline.report.edges import edge_warnings
+from pipeline.report.stats import ErrorEstimate, examples_needed, expected_half_width
 
-LOG_SCALE = ("learning_rate", "l2_lambda")  # searched log-uniform by pipeline.study.space
-EXTREMES = {
-    ("keep_prob", "high"): "no dropout",
-    ("n_layers", "low"): "the shallowest network",
-    ("n_units", "low"): "the narrowest network",
-    ("epochs", "low"): "the shortest training",
+# Split sizing. Ng's 60/20/20 for small data sets: dev (and test) above a fifth of the data starve training.
+MIN_TRAIN_FRACTION = 0.6
+MAX_EVAL_FRACTION = 0.2
+SPLIT_STEP = 0.01  # split fractions are proposed in whole percents
+MAX_TRAIN_DEV_FRACTION = 0.25  # of the train split: a train-dev slice must leave most of it for training
+COMPARABLE = 0.5  # a train-dev set this fraction of the dev set's size (or more) can be compared with it
+# Steps on the search space and the training keys.
+RANGE_FACTOR = 3  # a learning-rate range around the best: best / 3 .. best * 3
+L2_FACTOR = 10  # one decade of lambda
+KEEP_PROB_STEP, KEEP_PROB_FLOOR = 0.2, 0.3
+PATIENCE = 10  # epochs without a better dev cost before early stopping
+
+# What a remedy is for: a gap of the diagnosis it should shrink, or the evidence it should add.
+ADDRESSES = {
+    "avoidable_bias": "the train error should fall toward human level",
+    "variance": "the dev (or train-dev) error should fall toward the train error",
+    "data_mismatch": "the dev error should fall toward the train-dev error",
+    "dev_overfit": "the test error should fall toward the dev error",
+    "dev_set": "the dev interval should narrow enough to tell the gaps apart",
+    "dev_error": "the dev error should fall a little further",
 }
 
 
 @dataclass(frozen=True)
 class Remedy:
-    problem: str  # what it addresses
-    action: str
-    knob: str  # the params.yaml key to change
-    change: str  # e.g. "128 -> 256"
+    set: dict[str, Any]  # dotted params.yaml key -> new value
+    addresses: str  # a key of ADDRESSES
+    why: str
 
 
-def _fmt(x: Any) -> str:
-    return f"{x:.3g}" if isinstance(x, float) else str(x)
+def remedies(
+    diag: Diagnosis, best: Mapping[str, Any], params: Params, sizes: Mapping[str, int]
+) -> tuple[list[Remedy], list[str]]:
+    """The remedies for this diagnosis, most useful first, and notes on what no key can do.
+
+    ``best`` is the best trial's parameters, ``sizes`` the examples per split (reports/split.json).
+    """
+    notes: list[str] = []
+    dev = diag.errors.get("dev")
+    tolerance, confidence = params.report.tolerance, params.report.confidence
+    evidence: list[Remedy | None] = []
+    if dev is not None and dev.half_width > tolerance:
+        remedy, note = _eval_split(params, sizes, dev, tolerance, confidence, "dev_set")
+        evidence.append(remedy)
+        notes += [note] if note else []
+    verdict = diag.verdict
+    # a range whose edge holds the best value is where the study was cut short: widen it first
+    at_edge = {k for w in edge_warnings(best, params.tune.space) for k in w.change}
+    bias = sorted(_bias(params, best), key=lambda r: not at_edge & set(r.set))
+    candidates: list[Remedy | None] = [] if verdict == "high_bias" else evidence
+    if verdict == "both":
+        bias_first = diag.gaps["avoidable_bias"].value >= diag.gaps["variance"].value
+        pair = (bias, _variance(params, best, sizes, notes))
+        candidates += [*pair[0], *pair[1]] if bias_first else [*pair[1], *pair[0]]
+    elif verdict == "high_bias":
+        candidates += bias
+    elif verdict == "high_variance":
+        candidates += _variance(params, best, sizes, notes)
+    elif verdict == "data_mismatch":
+        candidates.append(_train_dev(params, sizes, COMPARABLE, "data_mismatch", notes))
+        notes.append(
+            "Data mismatch is fixed in the data: make the training data look like dev and test (source, resolution, "
+            "preprocessing), or move some dev-like examples into training; no params.yaml key does that."
+        )
+    elif verdict == "good_fit":
+        candidates += _refine(best)
+    if verdict == "high_bias":
+        candidates += evidence
+    if "dev_overfit" in diag.problems and dev is not None:
+        remedy, note = _eval_split(params, sizes, dev, tolerance, confidence, "dev_overfit")
+        candidates.append(remedy)
+        notes += [note] if note else []
+    return _keep(params, candidates), notes
 
 
-def _move(old: Any, new: Any) -> str:
-    return f"{_fmt(old)} -> {_fmt(new)}"
+def _keep(params: Params, candidates: Iterable[Remedy | None]) -> list[Remedy]:
+    """Only keys that change, only changes that validate, each change once."""
+    out: list[Remedy] = []
+    for r in candidates:
+        if r is None:
+            continue
+        changes = new_keys(params, r.set)
+        if changes and is_valid(params, changes) and all(changes != o.set for o in out):
+            out.append(Remedy(changes, r.addresses, r.why))
+    return out
 
 
-def _range(low: float, high: float) -> str:
-    return f"{{low: {_fmt(low)}, high: {_fmt(high)}}}"
+# --- the network and its training ----------------------------------------------------------------
 
 
-def remedies(diag: Diagnosis, best: Mapping[str, Any], params: Params) -> list[Remedy]:
-    """Map the verdict (and any other problem gap) onto knobs and search ranges for the next study."""
-    space, train, split = params.tune.space, params.train, params.split
+def _bias(params: Params, best: Mapping[str, Any]) -> list[Remedy]:
+    space, train = params.tune.space, params.train
     units, layers, l2, kp = space.n_units, space.n_layers, space.l2_lambda, space.keep_prob
     b_units, b_l2 = best.get("n_units", units.high), best.get("l2_lambda", l2.low)
     b_kp, b_lr = best.get("keep_prob", kp.high), best.get("learning_rate", train.learning_rate)
     epochs_key, epochs = (
         ("tune.space.epochs.high", space.epochs.high) if space.epochs else ("train.epochs", train.epochs)
     )
-    lr_range = _range(b_lr / 3, min(b_lr * 3, 1.0))
-    bigger_dev = _move(split.dev, min(0.2, split.dev * 5))
-    keys = set(diag.problems) | {diag.verdict}
-    rows: list[tuple[str, str, str, str]] = []
-    if keys & {"avoidable_bias", "high_bias", "both"}:
-        p = "high bias"
-        rows += [
-            (p, "bigger network: more hidden units", "tune.space.n_units.high", _move(units.high, 2 * units.high)),
-            (p, "bigger network: more layers", "tune.space.n_layers.high", _move(layers.high, layers.high + 1)),
-            (p, "train longer: more epochs", epochs_key, _move(epochs, 2 * epochs)),
-            (p, "a different learning rate: search around the best", "tune.space.learning_rate", lr_range),
-            (
-                p,
-                "less L2 regularization",
-                "tune.space.l2_lambda.high",
-                _move(l2.high, _lower_cap(b_l2, l2.low, l2.high)),
-            ),
-            (p, "less dropout (higher keep_prob)", "tune.space.keep_prob.low", _move(kp.low, _raise_floor(b_kp, kp))),
-        ]
-        if b_units > units.low:
-            rows.append(
-                (p, "drop the smallest networks from the search", "tune.space.n_units.low", _move(units.low, b_units))
-            )
-    if keys & {"variance", "high_variance", "both"}:
-        p = "high variance"
-        smaller = b_units if b_units < units.high else max(units.low, units.high // 2)
-        rows += [
-            (
-                p,
-                "more training data of the same kind (see the learning curve)",
-                "data.source / data.path",
-                "more examples",
-            ),
-            (
-                p,
-                "more L2 regularization",
-                "tune.space.l2_lambda.low",
-                _move(l2.low, b_l2 if b_l2 > l2.low else l2.low * 10),
-            ),
-            (
-                p,
-                "more dropout (lower keep_prob)",
-                "tune.space.keep_prob.low",
-                _move(kp.low, round(max(0.3, kp.low - 0.2), 2)),
-            ),
-            (p, "a smaller network", "tune.space.n_units.high", _move(units.high, smaller)),
-        ]
-        if l2.allow_off:
-            rows.append(
-                (p, "always regularize: drop the 'off' choice", "tune.space.l2_lambda.allow_off", "true -> false")
-            )
-        if train.patience == 0:
-            rows.append((p, "early stopping on dev cost", "train.patience", "0 -> 10"))
-    if "data_mismatch" in keys:
-        p = "data mismatch"
-        rows += [
-            (p, "make training data look like dev/test (source, resolution, preprocessing)", "data.source", "-"),
-            (
-                p,
-                "a larger train-dev slice to measure the mismatch",
-                "split.train_dev",
-                _move(split.train_dev, max(0.05, 2 * split.train_dev)),
-            ),
-        ]
-    if "dev_overfit" in keys:
-        p = "overfitting to dev"
-        rows += [
-            (p, "a bigger dev set", "split.dev", bigger_dev),
-            (p, "fewer trials per dev set, or re-rank the top trials on several seeds", "tune.n_trials", "-"),
-        ]
-    if diag.verdict == "inconclusive":
-        rows.append(("inconclusive", "a bigger dev set before acting on the gap", "split.dev", bigger_dev))
-        if split.train_dev == 0:
-            rows.append(
-                (
-                    "inconclusive",
-                    "a train-dev slice to measure variance on more examples",
-                    "split.train_dev",
-                    "0 -> 0.05",
-                )
-            )
-    if diag.verdict == "good_fit":
-        p = "good fit"
-        rows += [
-            (p, "refine: narrow the learning-rate range around the best", "tune.space.learning_rate", lr_range),
-            (
-                p,
-                "refine: narrow the width range around the best",
-                "tune.space.n_units",
-                _range(max(1, b_units // 2), b_units * 2),
-            ),
-        ]
-    return [Remedy(*r) for r in rows]
-
-
-def _lower_cap(best_l2: float, low: float, high: float) -> float:
-    """The new l2_lambda.high for less regularization: the best lambda, else a tenth of the old cap."""
-    return max(best_l2, low) if 0 < best_l2 < high else high / 10
-
-
-def _raise_floor(best_kp: float, kp: Any) -> float:
-    """The new keep_prob.low for less dropout: the best keep_prob, else 0.2 higher."""
-    return best_kp if best_kp > kp.low else round(min(kp.low + 0.2, kp.high), 2)
-
-
-# --- best parameters at the edge of their range --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EdgeWarning:
-    name: str
-    value: float
-    low: float
-    high: float
-    side: str  # "low" | "high"
-    message: str
-
-
-def edge_warnings(best: Mapping[str, Any], space: SpaceParams, margin: float = 0.05) -> list[EdgeWarning]:
-    """Warn for each best value within ``margin`` of an edge (a fraction of the range, log scale where searched)."""
-    out = []
-    for name in ("learning_rate", "n_layers", "n_units", "l2_lambda", "keep_prob", "epochs"):
-        rng, value = getattr(space, name), best.get(name)
-        if rng is None or value is None or rng.low >= rng.high:
-            continue
-        if name == "l2_lambda" and value == 0:
-            continue  # the "off" choice, not an edge of the range
-        if isinstance(rng.low, int):
-            side = "low" if value <= rng.low else "high" if value >= rng.high else None
-        else:
-            f = math.log if name in LOG_SCALE else float
-            pos = (f(value) - f(rng.low)) / (f(rng.high) - f(rng.low))
-            side = "low" if pos <= margin else "high" if pos >= 1 - margin else None
-        if side is None:
-            continue
-        key, edge = f"tune.space.{name}.{side}", getattr(rng, side)
-        wider = _wider(name, edge, side)
-        where = f"{name} = {_fmt(value)} sits at the {side} edge of its range [{_fmt(rng.low)}, {_fmt(rng.high)}]"
-        if wider is None:
-            message = f"{where}; it cannot go further: the study prefers {EXTREMES.get((name, side), 'the extreme')}."
-        else:
-            message = f"{where}: the best value may lie outside it; widen {key}: {_move(edge, wider)}."
-        out.append(EdgeWarning(name, value, rng.low, rng.high, side, message))
+    a = "avoidable_bias"
+    out = [
+        Remedy(
+            {"tune.space.n_units.high": 2 * units.high}, a, f"a bigger network: layers up to {2 * units.high} units"
+        ),
+        Remedy({"tune.space.n_layers.high": layers.high + 1}, a, f"a deeper network: up to {layers.high + 1} layers"),
+        Remedy({epochs_key: 2 * epochs}, a, f"train longer: {2 * epochs} epochs instead of {epochs}"),
+        Remedy(_lr_range(b_lr), a, f"a learning-rate range around the best ({b_lr:.3g}): a poor step also underfits"),
+        Remedy({"tune.space.l2_lambda.high": _lower_cap(b_l2, l2.low, l2.high)}, a, "less L2: a lower cap on lambda"),
+        Remedy({"tune.space.keep_prob.low": _raise_floor(b_kp, kp.low, kp.high)}, a, "less dropout: a higher floor"),
+    ]
+    if b_units > units.low:
+        out.append(Remedy({"tune.space.n_units.low": b_units}, a, "drop the networks narrower than the best one"))
     return out
 
 
-def _wider(name: str, edge: float, side: str) -> float | None:
-    """The next value past an edge, or None where the parameter cannot go further."""
-    up = side == "high"
-    if name in LOG_SCALE:
-        factor = 3 if name == "learning_rate" else 10
-        return edge * factor if up else edge / factor
-    if name == "keep_prob":
-        new = round(min(1.0, edge + 0.1) if up else max(0.1, edge - 0.2), 2)
-        return None if new == edge else new
-    if name == "n_layers":
-        return edge + 1 if up else (edge - 1 if edge > 1 else None)
-    return edge * 2 if up else (max(1, edge // 2) if edge > 1 else None)  # n_units, epochs
+def _variance(params: Params, best: Mapping[str, Any], sizes: Mapping[str, int], notes: list[str]) -> list[Remedy]:
+    space, train = params.tune.space, params.train
+    units, l2, kp = space.n_units, space.l2_lambda, space.keep_prob
+    b_units, b_l2 = best.get("n_units", units.high), best.get("l2_lambda", l2.low)
+    v = "variance"
+    more_l2 = proposed(b_l2 if b_l2 > l2.low else l2.low * L2_FACTOR)
+    smaller = b_units if b_units < units.high else max(units.low, units.high // 2)
+    more_dropout = round(max(KEEP_PROB_FLOOR, kp.low - KEEP_PROB_STEP), 2)
+    out: list[Remedy | None] = [
+        Remedy({"tune.space.l2_lambda.low": more_l2}, v, f"more L2 regularization: lambda of at least {more_l2:.3g}"),
+        Remedy({"tune.space.keep_prob.low": more_dropout}, v, f"more dropout: keep_prob down to {more_dropout:g}"),
+        Remedy({"tune.space.n_units.high": smaller}, v, f"a smaller network: hidden layers of at most {smaller} units"),
+    ]
+    if l2.allow_off:
+        out.append(Remedy({"tune.space.l2_lambda.allow_off": False}, v, "always regularize: drop the 'off' choice"))
+    if train.patience == 0:
+        out.append(Remedy({"train.patience": PATIENCE}, v, f"early stopping after {PATIENCE} epochs without progress"))
+    if not sizes.get("train_dev"):
+        out.append(_train_dev(params, sizes, COMPARABLE, v, notes))
+    notes.append(
+        "More training data of the same kind is the first remedy for variance (the learning curve shows whether it "
+        "helps); it is new data, not a params.yaml key."
+    )
+    return [r for r in out if r is not None]
+
+
+def _refine(best: Mapping[str, Any]) -> list[Remedy]:
+    """Narrower ranges around the best trial's values (none without a study: there is no best to refine)."""
+    out = []
+    if "learning_rate" in best:
+        b_lr = best["learning_rate"]
+        why = f"refine: narrow the learning-rate range around the best ({b_lr:.3g})"
+        out.append(Remedy(_lr_range(b_lr), "dev_error", why))
+    if "n_units" in best:
+        b_units = int(best["n_units"])
+        units = {"tune.space.n_units.low": max(1, b_units // 2), "tune.space.n_units.high": 2 * b_units}
+        out.append(Remedy(units, "dev_error", f"refine: narrow the width range around the best ({b_units} units)"))
+    return out
+
+
+def _lr_range(best_lr: float) -> dict[str, float]:
+    return {
+        "tune.space.learning_rate.low": proposed(best_lr / RANGE_FACTOR),
+        "tune.space.learning_rate.high": proposed(min(best_lr * RANGE_FACTOR, 1.0)),
+    }
+
+
+def _lower_cap(best_l2: float, low: float, high: float) -> float:
+    """The new l2_lambda.high for less regularization: the best lambda, else a decade below the old cap."""
+    return proposed(max(best_l2, low) if 0 < best_l2 < high else high / L2_FACTOR)
+
+
+def _raise_floor(best_kp: float, low: float, high: float) -> float:
+    """The new keep_prob.low for less dropout: the best keep_prob, else one step higher."""
+    return round(best_kp if best_kp > low else min(low + KEEP_PROB_STEP, high), 2)
+
+
+# --- the split -------------------------------------------------------------------------------------
+
+
+def _ceil_step(x: float) -> float:
+    return round(math.ceil(round(x / SPLIT_STEP, 6)) * SPLIT_STEP, 2)
+
+
+def _eval_split(
+    params: Params, sizes: Mapping[str, int], dev: ErrorEstimate, tolerance: float, confidence: float, addresses: str
+) -> tuple[Remedy | None, str | None]:
+    """A larger dev split (and test, for overfitting to dev): what resolves a gap of the tolerance, or the most
+    the data supports; None and a note when the split is already there."""
+    split, total = params.split, sum(sizes.values())
+    test_too = addresses == "dev_overfit"
+    cap = MAX_EVAL_FRACTION if test_too else min(MAX_EVAL_FRACTION, round(1 - MIN_TRAIN_FRACTION - split.test, 2))
+    needed = examples_needed(dev.rate, tolerance, confidence)
+    want = _ceil_step(needed / total) if total else cap
+    if test_too:  # overfitting to dev: a dev set picked from twice as many examples is harder to overfit
+        want = max(want, _ceil_step(2 * split.dev))
+    new = min(want, cap)
+    c, tol = f"{100 * confidence:.0f}%", f"±{100 * tolerance:.1f} points"
+    now = f"{dev.n} dev examples give ±{100 * dev.half_width:.1f} points at {c}"
+    if total == 0 or new <= split.dev:
+        return None, (
+            f"A dev set that resolves {tol} needs about {needed} examples; {now}, and `split.dev` {split.dev:g} is "
+            f"already the most this data ({total} examples) supports with {100 * MIN_TRAIN_FRACTION:.0f}% left for "
+            "training. Only more data can narrow it."
+        )
+    changes: dict[str, Any] = {"split.dev": new}
+    test = max(new, split.test) if test_too else split.test
+    if test_too:
+        changes["split.test"] = test
+    changes["split.train"] = round(1 - new - test, 3)
+    n_new = round(total * new)
+    half = expected_half_width(dev.rate, n_new, confidence)
+    why = f"{now}; `split.dev` {new:g} gives about {n_new} of the {total} examples (±{100 * half:.1f} points)"
+    if want > cap:
+        why += (
+            f". About {needed} would resolve {tol}, more than this data can give while training keeps "
+            f"{100 * MIN_TRAIN_FRACTION:.0f}%: this is the largest dev set it supports"
+        )
+    return Remedy(changes, addresses, why), None
+
+
+def _train_dev(
+    params: Params, sizes: Mapping[str, int], min_ratio: float, addresses: str, notes: list[str]
+) -> Remedy | None:
+    """A train-dev slice about the dev set's size, or None (and a note) when the train split cannot give one."""
+    n_dev, pool = sizes.get("dev", 0), sizes.get("train", 0) + sizes.get("train_dev", 0)
+    if not n_dev or not pool:
+        return None
+    fraction = min(MAX_TRAIN_DEV_FRACTION, _ceil_step(n_dev / pool))
+    n_new = round(pool * fraction)
+    if n_new < min_ratio * n_dev:
+        notes.append(
+            f"A train-dev slice would hold at most {n_new} examples against {n_dev} dev examples (`split.train_dev` "
+            f"{fraction:g} of {pool}): too few to compare with dev, so it is not proposed."
+        )
+        return None
+    why = (
+        f"a train-dev slice of about {n_new} examples (dev has {n_dev}), held out of training: "
+        "variance = train-dev - train and data mismatch = dev - train-dev, measured apart"
+    )
+    return Remedy({"split.train_dev": fraction}, addresses, why)
+
+
+def describe(remedy: Remedy, params: Params) -> str:
+    """``key old -> new`` for each key, as the report's table shows it."""
+    raw = as_raw(params)
+    return ", ".join(f"`{k}` {yaml_scalar(get_key(raw, k, None))} -> {yaml_scalar(v)}" for k, v in remedy.set.items())

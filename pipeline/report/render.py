@@ -1,8 +1,10 @@
 """Render report sections to Markdown and to one self-contained HTML page.
 
-A section is plain data (paragraphs, bullet lists, tables, PNG figures), so the two renderings
-say the same thing. The HTML embeds every figure as a base64 ``data:`` URI and links nothing:
-it opens offline, from a file, in any browser.
+A section is plain data (paragraphs, bullet lists, tables, code blocks, PNG figures), so the two
+renderings say the same thing. The renderer numbers the sections (``numbered`` ones, in order):
+a section's title never carries its number, so adding one renumbers nothing by hand. The HTML
+embeds every figure as a base64 ``data:`` URI and links nothing: it opens offline, from a file,
+in any browser.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -26,19 +29,39 @@ class Table:
 
 
 @dataclass
+class Code:
+    text: str  # shown verbatim, ready to copy (a shell command)
+    language: str = "sh"
+
+
+Block = str | list[str] | Table | Plot | Code  # str: paragraph, list: bullets
+
+
+@dataclass
 class Section:
     title: str
-    blocks: list[str | list[str] | Table | Plot] = field(default_factory=list)  # str: paragraph, list: bullets
+    blocks: list[Block] = field(default_factory=list)
+    numbered: bool = True  # False for the lines at the top (next step, summary)
 
-    def add(self, *blocks: str | list[str] | Table | Plot) -> Section:
+    def add(self, *blocks: Block) -> Section:
         self.blocks.extend(blocks)
         return self
 
 
-def to_markdown(title: str, sections: list[Section]) -> str:
-    out = [f"# {title}", ""]
+def headings(sections: Sequence[Section]) -> list[str]:
+    """Each section's heading: numbered sections get "1. ", "2. ", ... in order."""
+    out, n = [], 0
     for s in sections:
-        out += [f"## {s.title}", ""]
+        if s.numbered:
+            n += 1
+        out.append(f"{n}. {s.title}" if s.numbered else s.title)
+    return out
+
+
+def to_markdown(title: str, sections: Sequence[Section]) -> str:
+    out = [f"# {title}", ""]
+    for heading, s in zip(headings(sections), sections, strict=True):
+        out += [f"## {heading}", ""]
         for b in s.blocks:
             if isinstance(b, str):
                 out += [b, ""]
@@ -47,6 +70,8 @@ def to_markdown(title: str, sections: list[Section]) -> str:
             elif isinstance(b, Table):
                 out += ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
                 out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in b.rows] + [""]
+            elif isinstance(b, Code):
+                out += [f"```{b.language}", b.text, "```", ""]
             else:
                 out += [f"*Figure: {b.caption} (see report.html).*", ""]
     return "\n".join(out).rstrip() + "\n"
@@ -72,6 +97,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.95em; }
 th, td { border: 1px solid #ccc; padding: .3em .7em; text-align: left; }
 th { background: #f4f4f4; }
 code { background: #f4f4f4; padding: 0 .25em; border-radius: 3px; }
+pre { background: #f4f4f4; padding: .6em .8em; overflow-x: auto; }
 figure { margin: 1em 0; } figcaption { color: #555; font-size: .9em; }
 img { max-width: 100%; }
 nav ul { columns: 2; }
@@ -82,18 +108,17 @@ def _anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
-def to_html(title: str, sections: list[Section]) -> str:
+def to_html(title: str, sections: Sequence[Section]) -> str:
+    titles = headings(sections)
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        "<nav><ul>"
-        + "".join(f'<li><a href="#{_anchor(s.title)}">{html.escape(s.title)}</a></li>' for s in sections)
-        + "</ul></nav>",
+        "<nav><ul>" + "".join(f'<li><a href="#{_anchor(t)}">{html.escape(t)}</a></li>' for t in titles) + "</ul></nav>",
     ]
-    for s in sections:
-        out.append(f'<h2 id="{_anchor(s.title)}">{html.escape(s.title)}</h2>')
+    for heading, s in zip(titles, sections, strict=True):
+        out.append(f'<h2 id="{_anchor(heading)}">{html.escape(heading)}</h2>')
         for b in s.blocks:
             if isinstance(b, str):
                 out.append(f"<p>{_inline(b)}</p>")
@@ -103,6 +128,8 @@ def to_html(title: str, sections: list[Section]) -> str:
                 head = "".join(f"<th>{_inline(h)}</th>" for h in b.header)
                 body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b.rows)
                 out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            elif isinstance(b, Code):
+                out.append(f"<pre><code>{html.escape(b.text, quote=False)}</code></pre>")
             else:
                 data = base64.b64encode(b.png).decode("ascii")
                 alt = html.escape(b.caption)

@@ -1,8 +1,10 @@
-"""Confidence intervals for error rates measured on small sets.
+"""Confidence intervals for error rates measured on small sets, and for their differences.
 
-A 1% dev split of 1,797 digits holds 18 images: one mistake moves the error by 5.6 points. The
-Wilson score interval stays inside [0, 1] and behaves at 0 and n errors, where the textbook
-``p ± z·sqrt(p(1-p)/n)`` interval collapses to a point.
+A 1% dev split of 1,797 images holds 18: one mistake moves the error by 5.6 points. The Wilson
+score interval stays inside [0, 1] and behaves at 0 and n errors, where the textbook
+``p ± z·sqrt(p(1-p)/n)`` interval collapses to a point. Newcombe's interval for a difference of
+two rates combines their Wilson intervals; ``examples_needed`` and ``expected_half_width`` plan a
+split by the same interval.
 """
 
 from __future__ import annotations
@@ -34,11 +36,62 @@ def wilson_interval(errors: int, n: int, confidence: float = 0.95) -> tuple[floa
     return low, high
 
 
+def _planning_rate(rate: float) -> float:
+    # An observed 0% would claim a handful of examples suffice; above 50% the interval only narrows.
+    return min(max(rate, 0.01), 0.5)
+
+
+def expected_half_width(rate: float, n: int, confidence: float = 0.95) -> float:
+    """The Wilson half-width an error rate near ``rate`` will have on ``n`` examples (planning a split)."""
+    if n < 1:
+        return 0.5
+    p = _planning_rate(rate)
+    low, high = wilson_interval(round(p * n), n, confidence)
+    return (high - low) / 2
+
+
 def examples_needed(rate: float, half_width: float, confidence: float = 0.95) -> int:
-    """About how many examples make the interval half as wide as ``half_width`` at this error rate."""
-    p = min(max(rate, 0.01), 0.5)  # an observed 0% would claim a handful of examples suffice
-    z = z_value(confidence)
-    return math.ceil(z * z * p * (1 - p) / (half_width * half_width))
+    """About how many examples give an error rate near ``rate`` a Wilson half-width of ``half_width``.
+
+    The smallest n (by bisection: the half-width shrinks with n) with ``expected_half_width <= half_width``.
+    """
+    if half_width <= 0:
+        raise ValueError(f"half_width must be > 0, got {half_width}")
+    low, high = 1, 2
+    while expected_half_width(rate, high, confidence) > half_width:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if expected_half_width(rate, mid, confidence) > half_width else (low, mid)
+    return high
+
+
+def newcombe_interval(
+    errors_a: int, n_a: int, errors_b: int, n_b: int, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for the difference ``errors_a / n_a - errors_b / n_b``.
+
+    Method 10 of Newcombe (1998), "Interval estimation for the difference between independent
+    proportions": each rate's Wilson interval, combined by squaring and adding the distances to
+    the estimates. It stays inside [-1, 1] and behaves at 0 and n errors. For two measurements on
+    the *same* examples (a re-scored dev set) it is conservative: paired data vary less.
+    """
+    pa, pb = errors_a / n_a if n_a else 0.0, errors_b / n_b if n_b else 0.0
+    la, ua = wilson_interval(errors_a, n_a, confidence)
+    lb, ub = wilson_interval(errors_b, n_b, confidence)
+    d = pa - pb
+    return max(-1.0, d - math.hypot(pa - la, ub - pb)), min(1.0, d + math.hypot(ua - pa, pb - lb))
+
+
+def difference_of_differences(
+    d1: float, ci1: tuple[float, float], d2: float, ci2: tuple[float, float]
+) -> tuple[float, float]:
+    """An interval for ``d1 - d2`` from independent intervals of each (the same square-and-add rule).
+
+    Used for how a gap such as ``dev - train`` moved between two runs: the dev move minus the train move.
+    """
+    d = d1 - d2
+    return d - math.hypot(d1 - ci1[0], ci2[1] - d2), d + math.hypot(ci1[1] - d1, d2 - ci2[0])
 
 
 @dataclass(frozen=True)

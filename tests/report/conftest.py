@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from sklearn.datasets import load_digits
 from pipeline import nn
 from pipeline.config import Params, params_from_dict
 from pipeline.data.models import save_model
+from pipeline.report import figures
 from pipeline.study.space import apply_params, fit_options
 
 EPOCHS = 8
@@ -134,6 +136,16 @@ def build_project(root: Path, params: Params, n_trials: int = 4, train_dev: bool
     metrics["confusion_matrix"] = {"labels": classes, "matrix": cm.tolist()}
     _write(root / "reports/metrics.json", metrics)
     return root
+
+
+@pytest.fixture(scope="module")
+def fake_figures() -> Iterator[None]:
+    """Every figure as a fixed PNG: for tests of the prose and the numbers (matplotlib takes ~0.3 s a figure)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in dir(figures):
+            if name.endswith("_figure"):
+                mp.setattr(figures, name, lambda *args, **kwargs: b"\x89PNG fake")
+        yield
 
 
 @pytest.fixture(scope="module")

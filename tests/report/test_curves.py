@@ -1,5 +1,7 @@
 """The learning curve retrains with pipeline.nn.fit on nested, seeded subsets."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -18,11 +20,12 @@ def test_points_follow_the_fractions_and_are_reproducible() -> None:
     X, y, Xd, yd = data()
     arch = nn.Architecture.build(64, 10, (16,))
     hp = nn.FitOptions(learning_rate=0.01, epochs=15, batch_size=32)
-    points, notes = learning_curve(X, y, Xd, yd, arch, hp, [1.0, 0.25, 0.25], seed=1)
+    stream = partial(np.random.default_rng, 1)
+    points, notes = learning_curve(X, y, Xd, yd, arch, hp, [1.0, 0.25, 0.25], stream)
     assert notes == [] and [(p.fraction, p.m) for p in points] == [(0.25, 50), (1.0, 200)]
     assert all(0 <= p.train_error <= 1 and 0 <= p.dev_error <= 1 for p in points)
     assert points[-1].dev_error < points[0].dev_error  # 4x the data helps on digits
-    again, _ = learning_curve(X, y, Xd, yd, arch, hp, [0.25, 1.0], seed=1)
+    again, _ = learning_curve(X, y, Xd, yd, arch, hp, [0.25, 1.0], stream)
     assert again == points
 
 
@@ -37,7 +40,8 @@ def test_a_diverging_fraction_is_skipped_with_a_note(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(curves, "fit", fit)
     X, y, Xd, yd = data()
     arch = nn.Architecture.build(64, 10, (16,))
-    points, notes = learning_curve(X, y, Xd, yd, arch, nn.FitOptions(epochs=2), [0.25, 1.0], seed=1)
+    stream = partial(np.random.default_rng, 1)
+    points, notes = learning_curve(X, y, Xd, yd, arch, nn.FitOptions(epochs=2), [0.25, 1.0], stream)
     assert [p.m for p in points] == [200]
     assert notes == ["fraction 0.25 (m=50) skipped: cost became nan at epoch 3: lower the learning rate"]
 
@@ -54,8 +58,37 @@ def test_the_full_fraction_is_exactly_the_final_model() -> None:
     X_train, y_train, X_dev, y_dev = X[:400], y[:400], X[400:500], y[400:500]
     arch = Architecture.build(64, 10, (16,))
     hp = FitOptions(epochs=5, batch_size=32, learning_rate=0.01, keep_prob=0.8)
-    points, _ = learning_curve(X_train, y_train, X_dev, y_dev, arch, hp, [0.5, 1.0], [7, 3])
+    points, _ = learning_curve(X_train, y_train, X_dev, y_dev, arch, hp, [0.5, 1.0], lambda: trial_seed(7, 3))
     final = fit(X_train.T, y_train, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=trial_seed(7, 3))
     assert points[-1].m == 400
     assert points[-1].train_error == error_rate(X_train.T, y_train, final.weights, arch)
     assert points[-1].dev_error == error_rate(X_dev.T, y_dev, final.weights, arch)
+
+
+def test_final_settings_follow_the_train_stage() -> None:
+    """The best trial's values over params.yaml, and the stream of seed_trial (else the trial's own number)."""
+    from pipeline.config import params_from_dict
+    from pipeline.report.curves import final_settings
+    from pipeline.study.space import trial_seed
+
+    params = params_from_dict({"seed": 7})
+    best = {"trial_number": 3, "params": {"n_layers": 2, "n_units": 9, "epochs": 4}}
+    config, stream = final_settings(params, best)
+    assert config.model.hidden_layers == (9, 9) and config.train.epochs == 4
+    assert stream().random() == trial_seed(7, 3).random() == stream().random()  # fresh each call
+    _, stream = final_settings(params, {**best, "seed_trial": 1})
+    assert stream().random() == trial_seed(7, 1).random()
+    config, stream = final_settings(params_from_dict({"seed": 7, "train": {"use_study_best": False}}), best)
+    assert config.model.hidden_layers == (64, 32) and stream().random() == np.random.default_rng(7).random()
+    assert final_settings(params, None)[0] is params
+
+
+def test_final_settings_reject_a_malformed_best_params() -> None:
+    from pipeline.config import Params
+    from pipeline.errors import DataError
+    from pipeline.report.curves import final_settings
+
+    with pytest.raises(DataError, match="trial_number"):
+        final_settings(Params(), {"trial_number": "2", "params": {}})
+    with pytest.raises(DataError, match="'params' mapping"):
+        final_settings(Params(), {"trial_number": 2})

@@ -6,10 +6,12 @@ import pytest
 
 from pipeline.config import Params, params_from_dict
 from pipeline.report.diagnosis import REGIMES, dev_set_limits, diagnose, regime
-from pipeline.report.remedies import edge_warnings, remedies
+from pipeline.report.edges import edge_warnings
+from pipeline.report.remedies import remedies
 from pipeline.report.stats import estimate
 
 HUMAN, TOL = 0.005, 0.02
+SIZES = {"train": 6000, "dev": 2000, "test": 2000}  # the split the constructed errors below are measured on
 
 
 def errs(train: float, dev: float | None = None, n: int = 2000, dev_n: int | None = None, **others: tuple[float, int]):
@@ -92,8 +94,9 @@ def test_dev_overfit_is_reported_beside_the_verdict() -> None:
     assert d.verdict == "good_fit"
     assert d.gaps["dev_overfit"].status == "problem"
     assert "Also significant: overfitting to dev (+8.50 points)" in d.summary()
-    fixes = remedies(d, {}, Params())
-    assert any(r.knob == "split.dev" for r in fixes)
+    fixes, _ = remedies(d, {}, Params(), SIZES)
+    split = next(r for r in fixes if r.addresses == "dev_overfit")
+    assert split.set == {"split.dev": 0.02, "split.test": 0.02, "split.train": 0.96}  # twice the examples to pick on
 
 
 def test_dev_set_limits() -> None:
@@ -103,21 +106,31 @@ def test_dev_set_limits() -> None:
     assert not big["too_small"] and big["unsupported"] == []
 
 
+def changes(d, best: dict, p: Params) -> dict:
+    """Every key the remedies set (the first remedy's value where two set the same key)."""
+    out: dict = {}
+    for r in remedies(d, best, p, SIZES)[0]:
+        out = {**r.set, **out}
+    return out
+
+
 def test_remedies_map_onto_knobs_and_ranges() -> None:
     p = Params()
     best = {"learning_rate": 1e-3, "n_layers": 2, "n_units": 64, "l2_lambda": 1e-2, "keep_prob": 0.8}
-    bias = {r.knob: r.change for r in remedies(diagnose(errs(0.15, 0.16), HUMAN, TOL), best, p)}
-    assert bias["tune.space.n_units.high"] == "128 -> 256"
-    assert bias["tune.space.n_layers.high"] == "3 -> 4"
-    assert bias["train.epochs"] == "60 -> 120"
-    assert bias["tune.space.l2_lambda.high"] == "1 -> 0.01"  # less L2: cap at the best lambda
-    assert bias["tune.space.keep_prob.low"] == "0.6 -> 0.8"  # less dropout
-    var = {r.knob: r.change for r in remedies(diagnose(errs(0.01, 0.10), HUMAN, TOL), best, p)}
-    assert var["tune.space.l2_lambda.low"] == "0.0001 -> 0.01"  # more L2
-    assert var["tune.space.keep_prob.low"] == "0.6 -> 0.4"  # more dropout
-    assert var["train.patience"] == "0 -> 10"
-    assert "data.source / data.path" in var
-    assert "tune.space.n_units.high" not in {r.knob for r in remedies(diagnose(errs(0.01, 0.015), HUMAN, TOL), best, p)}
+    bias = changes(diagnose(errs(0.15, 0.16), HUMAN, TOL), best, p)
+    assert bias["tune.space.n_units.high"] == 256
+    assert bias["tune.space.n_layers.high"] == 4
+    assert bias["train.epochs"] == 120  # not searched: its own key
+    assert bias["tune.space.l2_lambda.high"] == 0.01  # less L2: cap at the best lambda
+    assert bias["tune.space.keep_prob.low"] == 0.8  # less dropout
+    var = changes(diagnose(errs(0.01, 0.10), HUMAN, TOL), best, p)
+    assert var["tune.space.l2_lambda.low"] == 0.01  # more L2
+    assert var["tune.space.keep_prob.low"] == 0.4  # more dropout
+    assert var["tune.space.l2_lambda.allow_off"] is False
+    assert var["train.patience"] == 10
+    assert "tune.space.n_units.high" not in changes(diagnose(errs(0.01, 0.015), HUMAN, TOL), best, p)
+    searched = params_from_dict({"tune": {"space": {"epochs": {"low": 5, "high": 30}}}})
+    assert changes(diagnose(errs(0.15, 0.16), HUMAN, TOL), best, searched)["tune.space.epochs.high"] == 60
 
 
 def test_edge_warnings() -> None:

@@ -3,13 +3,14 @@
 import re
 
 from pipeline.report.curves import CurvePoint, read_curve
-from pipeline.report.render import Plot, Section, Table, to_html, to_markdown
+from pipeline.report.render import Code, Plot, Section, Table, headings, to_html, to_markdown
 
 PNG = b"\x89PNG\r\n\x1a\nfake"
 
 
 def sections() -> list[Section]:
     return [
+        Section("Next step", numbered=False).add(Code("dvc exp run -S 'split.dev=0.2' <x>")),
         Section("Verdict").add("**High variance** on `tune.space.l2_lambda.low` <b>", ["one", "two"]),
         Section("Numbers").add(Table(["split", "error"], [["dev", "5.56% | x"]]), Plot(PNG, "a figure")),
     ]
@@ -18,9 +19,18 @@ def sections() -> list[Section]:
 def test_markdown_has_every_block() -> None:
     md = to_markdown("T", sections())
     assert md.startswith("# T\n")
-    assert "## Verdict" in md and "- two" in md
+    assert "## 1. Verdict" in md and "- two" in md
     assert "| split | error |" in md and "5.56% \\| x" in md
     assert "*Figure: a figure (see report.html).*" in md
+    assert "```sh\ndvc exp run -S 'split.dev=0.2' <x>\n```" in md  # copyable as is
+
+
+def test_the_renderer_numbers_the_sections() -> None:
+    assert headings(sections()) == ["Next step", "1. Verdict", "2. Numbers"]
+    inserted = [sections()[0], Section("New"), *sections()[1:]]
+    assert headings(inserted) == ["Next step", "1. New", "2. Verdict", "3. Numbers"]  # nothing renumbered by hand
+    page = to_html("T", sections())
+    assert '<h2 id="1-verdict">1. Verdict</h2>' in page and '<a href="#2-numbers">2. Numbers</a>' in page
 
 
 def test_html_is_self_contained_and_escaped() -> None:
@@ -30,6 +40,7 @@ def test_html_is_self_contained_and_escaped() -> None:
     assert "<strong>High variance</strong>" in page and "<code>tune.space.l2_lambda.low</code>" in page
     assert not re.search(r"(src|href)=\"(?!data:|#)", page)  # nothing to fetch
     assert "http" not in page and "<script" not in page
+    assert "<pre><code>dvc exp run -S 'split.dev=0.2' &lt;x&gt;</code></pre>" in page
 
 
 def pts(*rows: tuple[int, float, float]) -> list[CurvePoint]:

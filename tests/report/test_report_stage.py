@@ -1,4 +1,5 @@
-"""The report renders from a tiny real study; missing inputs are explained; MLflow gets the tags."""
+"""The report renders from a tiny real study; missing inputs are explained; the previous diagnosis is
+compared; MLflow gets the tags, and the report only a finished parent run."""
 
 from __future__ import annotations
 
@@ -14,31 +15,35 @@ import yaml
 from pipeline.cli import main
 from pipeline.config import Params
 from pipeline.errors import DataError
+from pipeline.report.compare import headline
 from pipeline.report.diagnosis import REGIME_TAG, TITLES, regime
-from pipeline.stages.report import HTML, MARKDOWN, SUMMARY, write_report
+from pipeline.stages.report import HTML, MARKDOWN, SUMMARY, publish, write_report
 from tests.report.conftest import RAW_PARAMS, build_project, small_params
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = [
+SECTIONS = [  # the renderer numbers all but the first two
+    "Next step",
     "Summary",
-    "1. Data and split",
-    "2. Best trial and final model",
-    "3. Errors with confidence intervals",
-    "4. Human level, bias and variance",
-    "5. Verdict and remedies",
-    "6. Search-range edges",
-    "7. Learning curve",
-    "8. Cost curves of the final model",
-    "9. Regularization path (from the trials, no retraining)",
-    "10. Optimization history and parameter importances",
-    "11. Trial regimes",
-    "12. Confusion matrix (test)",
+    "Data and split",
+    "Best trial and final model",
+    "Errors with confidence intervals",
+    "Human level, bias and variance",
+    "Verdict and remedies",
+    "Before and after",
+    "Search-range edges",
+    "Learning curve",
+    "Cost curves of the final model",
+    "Regularization path (from the trials, no retraining)",
+    "Optimization history and parameter importances",
+    "Trial regimes",
+    "Confusion matrix (test)",
 ]
 
 
 def section_bodies(md: str) -> dict[str, str]:
-    parts = re.split(r"^## (.+)$", md, flags=re.M)[1:]
+    """Section title (without the renderer's number) -> its text."""
+    parts = re.split(r"^## (?:\d+\. )?(.+)$", md, flags=re.M)[1:]
     return {parts[i]: parts[i + 1].strip() for i in range(0, len(parts), 2)}
 
 
@@ -50,15 +55,19 @@ def copy_of(project: tuple[Path, Params], tmp_path: Path) -> Path:
 
 def test_every_section_present_and_non_empty(project: tuple[Path, Params]) -> None:
     root, params = project
+    (root / SUMMARY).unlink(missing_ok=True)
     report = write_report(params, root)
     md = (root / MARKDOWN).read_text()
+    assert re.findall(r"^## (\d+)\. ", md, flags=re.M) == [str(i) for i in range(1, len(SECTIONS) - 1)]
     bodies = section_bodies(md)
     assert list(bodies) == SECTIONS
     assert all(bodies.values()), [k for k, v in bodies.items() if not v]
-    assert "No train-dev split" in bodies["1. Data and split"]  # the section that cannot be computed says why
-    assert "data mismatch" in bodies["4. Human level, bias and variance"]
-    assert "dev set is too small" in bodies["3. Errors with confidence intervals"]  # 30 dev images
-    assert "Not available" not in md and "Not computed" not in bodies["7. Learning curve"]
+    assert "No train-dev split" in bodies["Data and split"]  # the section that cannot be computed says why
+    assert "data mismatch" in bodies["Human level, bias and variance"]
+    assert "dev set is too small" in bodies["Errors with confidence intervals"]  # 30 dev images
+    assert "Not available" not in md and "Not computed" not in bodies["Learning curve"]
+    assert "Nothing to compare with (no reports/diagnosis.json before this run)" in bodies["Before and after"]
+    assert f"```sh\n{report.summary['next_command']}\n```" in bodies["Next step"]
 
     page = (root / HTML).read_text()
     assert page.count("data:image/png;base64,") == 7
@@ -68,6 +77,9 @@ def test_every_section_present_and_non_empty(project: tuple[Path, Params]) -> No
     summary = json.loads((root / SUMMARY).read_text())
     assert summary["verdict"] in TITLES and summary == report.summary
     assert set(summary["errors"]) == {"train", "dev", "test"}
+    assert summary["n_dev"] == 30 and summary["dev_error"] == summary["errors"]["dev"]["rate"]  # flat for DVC
+    first = summary["remedies"][0]
+    assert set(first) == {"set", "addresses", "why"} and summary["next_command"].startswith("dvc exp run -S ")
     assert [p["m"] for p in summary["learning_curve"]] == [75, 300]
     assert sum(summary["regimes"].values()) == 4
     e = summary["errors"]["dev"]
@@ -81,8 +93,7 @@ def test_train_dev_split_gives_data_mismatch(tmp_path: Path) -> None:
     assert report.summary["gaps"]["variance"]["formula"] == "train-dev - train"
     bodies = section_bodies(report.markdown)
     assert (
-        "Importances not computed: only 2 finished trial(s)"
-        in bodies["10. Optimization history and parameter importances"]
+        "Importances not computed: only 2 finished trial(s)" in bodies["Optimization history and parameter importances"]
     )
 
 
@@ -91,10 +102,26 @@ def test_missing_inputs_say_why(project: tuple[Path, Params], tmp_path: Path) ->
     for rel in ("reports/train_history.json", "reports/study/trials.csv", "reports/metrics.json"):
         (root / rel).unlink()
     bodies = section_bodies(write_report(project[1], root).markdown)
-    assert "reports/train_history.json not found" in bodies["8. Cost curves of the final model"]
-    assert "reports/study/trials.csv not found" in bodies["9. Regularization path (from the trials, no retraining)"]
-    assert "reports/metrics.json not found" in bodies["12. Confusion matrix (test)"]
-    assert "No diagnosis" in bodies["Summary"]
+    assert "reports/train_history.json not found" in bodies["Cost curves of the final model"]
+    assert "reports/study/trials.csv not found" in bodies["Regularization path (from the trials, no retraining)"]
+    assert "reports/metrics.json not found" in bodies["Confusion matrix (test)"]
+    assert "No diagnosis" in bodies["Summary"] and "No change to propose (no diagnosis)" in bodies["Next step"]
+
+
+def test_the_previous_diagnosis_is_read_before_it_is_replaced(project: tuple[Path, Params], tmp_path: Path) -> None:
+    root, params = copy_of(project, tmp_path), project[1]
+    (root / SUMMARY).unlink(missing_ok=True)
+    first = write_report(params, root).summary
+    second = write_report(params, root)
+    assert second.summary["previous"] == json.loads(json.dumps(headline(first)))
+    c = second.summary["comparison"]
+    assert c["verdict"]["changed"] is False and c["applied"]["outcome"] == "not applied"  # nothing was applied
+    assert all(m["change"] == 0 and not m["significant"] for m in c["gaps"].values())
+    assert "Verdict unchanged" in section_bodies(second.markdown)["Before and after"]
+    (root / SUMMARY).write_text("{not json")
+    third = write_report(params, root)
+    assert third.summary["previous"] is None
+    assert "could not be read (JSONDecodeError)" in section_bodies(third.markdown)["Before and after"]
 
 
 def test_malformed_inputs_are_data_errors(project: tuple[Path, Params], tmp_path: Path) -> None:
@@ -108,27 +135,33 @@ def test_malformed_inputs_are_data_errors(project: tuple[Path, Params], tmp_path
         write_report(project[1], root)
 
 
-def test_cli_writes_the_report(project: tuple[Path, Params], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_writes_the_report(
+    project: tuple[Path, Params], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = copy_of(project, tmp_path)
     (root / "params.yaml").write_text(yaml.safe_dump(RAW_PARAMS))
     (root / MARKDOWN).unlink(missing_ok=True)
     monkeypatch.chdir(root)
     assert main(["report", "--no-tracking"]) == 0
     assert (root / MARKDOWN).read_text().startswith("# Bias/variance diagnosis")
+    command = json.loads((root / SUMMARY).read_text())["next_command"]
+    assert f"report: next step: {command}" in capsys.readouterr().out
 
 
-def test_publish_tags_trials_and_logs_to_the_parent(
+def test_publish_tags_trials_and_logs_only_to_a_finished_parent(
     project: tuple[Path, Params], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pipeline.report.publish import backfill_regimes, publish, tag_regimes
+    from pipeline import tracking
     from pipeline.report.trials import read_trials
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     root, params = copy_of(project, tmp_path), project[1]
     client = MlflowClient(uri)
+    if not hasattr(tracking, "run_status"):  # requested from the tracking package: the run's MLflow status
+        monkeypatch.setattr(tracking, "run_status", lambda run_id: client.get_run(run_id).info.status, raising=False)
     exp = client.create_experiment("report-test", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(exp, run_name="sweep").info.run_id
     trials_csv = root / "reports/study/trials.csv"
@@ -138,18 +171,26 @@ def test_publish_tags_trials_and_logs_to_the_parent(
         for n in df["number"]
     ]
     df.to_csv(trials_csv, index=False)
-
     report = write_report(params, root)
-    message = publish([root / MARKDOWN, root / HTML, root / SUMMARY], report.summary, report.regimes, report.run_ids)
-    assert parent in message
+    files = [root / MARKDOWN, root / HTML, root / SUMMARY]
+
+    message = publish(report, files)  # the sweep's parent run is still RUNNING: tag the trials, attach nothing
+    assert f"not attached to parent run {parent} (it is RUNNING" in message
+    assert client.list_artifacts(parent) == [] and "diagnosis" not in client.get_run(parent).data.tags
     rp = params.report
     for row in read_trials(trials_csv):
         tags = client.get_run(row.run_id).data.tags
         assert tags[REGIME_TAG] == regime(row.train_error, row.dev_error, rp.human_error, rp.tolerance)
+
+    client.set_terminated(parent)
+    assert parent in publish(report, files)
     logged = {a.path for a in client.list_artifacts(parent, "report")}
     assert logged == {"report/diagnosis.md", "report/report.html", "report/diagnosis.json"}
     assert client.get_run(parent).data.tags["diagnosis"] == report.summary["verdict"]
-    # the back-fill alone re-tags every trial run of the study (a 100-point tolerance: all good fits)
-    assert backfill_regimes(read_trials(trials_csv), rp.human_error, 1.0) == 4
-    assert {client.get_run(r).data.tags[REGIME_TAG] for r in report.run_ids} == {"good fit"}
-    assert tag_regimes({"0" * 32: "overfit", report.run_ids[0]: "overfit"}) == 1  # a deleted run is skipped
+    run_ids = list(df["user_attrs_mlflow_run_id"])
+    assert (
+        tracking.tag_runs({"0" * 32: {REGIME_TAG: "overfit"}, run_ids[0]: {REGIME_TAG: "overfit"}}) == 1
+    )  # gone: skipped
+
+    monkeypatch.delattr(tracking, "run_status")  # without a way to read the status, never attach
+    assert "its status is unknown (pipeline.tracking has no run_status)" in publish(report, files)

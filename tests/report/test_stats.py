@@ -3,7 +3,15 @@
 import pytest
 from scipy.stats import binomtest
 
-from pipeline.report.stats import estimate, examples_needed, wilson_interval, z_value
+from pipeline.report.stats import (
+    difference_of_differences,
+    estimate,
+    examples_needed,
+    expected_half_width,
+    newcombe_interval,
+    wilson_interval,
+    z_value,
+)
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (5, 10), (1, 100), (10, 10), (3, 18), (17, 1761)])
@@ -44,3 +52,42 @@ def test_examples_needed_grows_as_the_interval_shrinks() -> None:
     assert examples_needed(0.05, 0.01) > n > examples_needed(0.05, 0.04)
     e = estimate("dev", 0.05, n)
     assert e.half_width == pytest.approx(0.02, rel=0.15)  # the normal approximation is close to Wilson here
+
+
+# Newcombe (1998), "Interval estimation for the difference between independent proportions",
+# Statistics in Medicine 17:873-890, Table II, method 10 (score interval, no continuity correction).
+NEWCOMBE_TABLE_II = [
+    ((56, 70, 48, 80), (0.0524, 0.3339)),
+    ((9, 10, 3, 10), (0.1705, 0.8090)),
+    ((6, 7, 2, 7), (0.0582, 0.8062)),
+    ((5, 56, 0, 29), (-0.0381, 0.1926)),
+    ((0, 10, 0, 20), (-0.1611, 0.2775)),
+    ((0, 10, 0, 10), (-0.2775, 0.2775)),
+    ((10, 10, 0, 20), (0.6791, 1.0000)),
+    ((10, 10, 0, 10), (0.6075, 1.0000)),
+]
+
+
+@pytest.mark.parametrize(("counts", "published"), NEWCOMBE_TABLE_II)
+def test_newcombe_matches_the_published_table(counts: tuple[int, int, int, int], published: tuple) -> None:
+    assert newcombe_interval(*counts, confidence=0.95) == pytest.approx(published, abs=1e-4)
+
+
+def test_newcombe_is_antisymmetric_and_narrows_with_n() -> None:
+    low, high = newcombe_interval(3, 18, 1, 18)
+    assert newcombe_interval(1, 18, 3, 18) == pytest.approx((-high, -low))
+    wide, narrow = newcombe_interval(3, 30, 1, 30), newcombe_interval(300, 3000, 100, 3000)
+    assert narrow[0] > 0 > wide[0]  # the same rates: significant only on the larger sets
+
+
+def test_difference_of_differences_adds_the_two_uncertainties() -> None:
+    # two independent moves of +5 and +1 points, each +-2: the difference of +4 is known to +-2.83
+    low, high = difference_of_differences(0.05, (0.03, 0.07), 0.01, (-0.01, 0.03))
+    assert (low, high) == pytest.approx((0.04 - 0.02 * 2**0.5, 0.04 + 0.02 * 2**0.5))
+
+
+def test_expected_half_width_plans_a_split() -> None:
+    assert expected_half_width(0.2, 91) == pytest.approx(0.0811, abs=1e-4)  # 18 errors in 91 (scipy's Wilson)
+    assert expected_half_width(0.0, 100) == expected_half_width(0.01, 100)  # 0% is planned as 1%
+    n = examples_needed(0.2, 0.02)
+    assert expected_half_width(0.2, n) <= 0.02 < expected_half_width(0.2, n - 1)

@@ -1,0 +1,207 @@
+"""Sections on the final model's fit: the next step, the data, the errors, the gaps, the verdict.
+
+Every section is ``def xxx_section(ctx: ReportContext) -> Section`` and computes nothing that
+``ReportContext`` does not hold; the renderer numbers them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.paths import SPLIT_REPORT
+from pipeline.report import figures
+from pipeline.report.context import ReportContext
+from pipeline.report.diagnosis import GAP_NAMES, pct
+from pipeline.report.remedies import describe
+from pipeline.report.render import Code, Plot, Section, Table
+
+DIGITS_HUMAN_NOTE = (
+    "Human-level error stands in for Bayes error (`report.human_error` = {h}): people misread about 0.5% of the "
+    "8x8 scikit-learn digits, whose few pixels make a handful of 1/7, 4/9 and 3/8 images ambiguous."
+)
+HUMAN_NOTE = (
+    "Human-level error stands in for Bayes error (`report.human_error` = {h}). `report.human_error`: set it to "
+    "the error of a careful person on this data; with no baseline use 0.0, which counts all train error as "
+    "avoidable bias."
+)
+
+
+def no_diagnosis(ctx: ReportContext) -> str:
+    return f"No diagnosis: the train error is not available ({ctx.reasons.get('train', 'unknown reason')})."
+
+
+def next_step_section(ctx: ReportContext) -> Section:
+    s = Section("Next step", numbered=False)
+    if ctx.next_command is None:
+        why = "no diagnosis" if ctx.diagnosis is None else "no params.yaml change follows from this diagnosis"
+        return s.add(f"No change to propose ({why}).", *ctx.remedy_notes)
+    first = ctx.remedies[0]
+    s.add("Apply the first remedy and rerun the pipeline (copy the line):", Code(ctx.next_command))
+    return s.add(
+        f"Why: {first.why[0].upper()}{first.why[1:].rstrip('.')}.",
+        "The next report compares itself with this one (section *Before and after*).",
+    )
+
+
+def summary_section(ctx: ReportContext) -> Section:
+    s = Section("Summary", numbered=False)
+    if ctx.diagnosis is None:
+        return s.add(no_diagnosis(ctx))
+    return s.add(f"**{ctx.diagnosis.summary()}**", "Details, the numbers behind the verdict and the remedies follow.")
+
+
+def data_section(ctx: ReportContext) -> Section:
+    s = Section("Data and split")
+    inputs = ctx.inputs
+    meta = inputs.meta or {}
+    if not inputs.sizes:
+        return s.add(f"Not available: {inputs.why_missing('data')}.")
+    classes = [str(c) for c in meta.get("classes", [])]
+    s.add(
+        f"Source: `{ctx.source}`; image shape {tuple(meta.get('image_shape', ())) or 'unknown'}; "
+        f"{inputs.n_x} features; {len(classes) or len(inputs.balance.get('train', {}))} classes."
+    )
+    name = dict(enumerate(classes))  # label index -> class name
+    rows = [
+        [
+            split,
+            str(n),
+            f"({n}, {inputs.n_x})",
+            " ".join(f"{name.get(c, c)}:{k}" for c, k in inputs.balance[split].items()),
+        ]
+        for split, n in inputs.sizes.items()
+    ]
+    s.add(Table(["split", "examples", "X shape", "class balance (class:count)"], rows))
+    dup = (inputs.split or {}).get("duplicates")
+    if isinstance(dup, dict):
+        s.add(f"Duplicate images across splits: {dup.get('count', 0)} (from {SPLIT_REPORT.as_posix()}).")
+    if "train_dev" not in inputs.sizes:
+        s.add("No train-dev split (`split.train_dev` is 0): variance and data mismatch cannot be told apart.")
+    return s
+
+
+def best_section(ctx: ReportContext) -> Section:
+    s = Section("Best trial and final model")
+    inputs, best = ctx.inputs, ctx.best
+    if inputs.best is None:
+        s.add(f"Best trial: not available: {inputs.why_missing('best')}.")
+    else:
+        number = inputs.best.get("trial_number")
+        row = next((r for r in ctx.trials if r.number == number), None)
+        took = f", {row.seconds:.1f} s" if row and row.seconds is not None else ""
+        value = inputs.best.get("value")
+        dev = pct(value) if value is not None else "?"
+        s.add(f"Study `{inputs.best.get('study_name')}`, trial {number}: dev error {dev}{took}.")
+        s.add(Table(["parameter", "value"], [[k, _fmt(v)] for k, v in sorted(best.items())]))
+    t, model = inputs.train, (inputs.model or {})
+    if t is None:
+        return s.add(f"Final model: not available: {inputs.why_missing('train')}.")
+    layers = model.get("architecture", {}).get("layer_dims")
+    s.add(
+        f"Final model: layers {layers or '?'}, {t.get('epochs')} epochs (best dev cost at epoch {t.get('best_epoch')}"
+        f"{', stopped early' if t.get('stopped_early') else ''}), {t.get('seconds')} s of training; "
+        f"settings from {t.get('settings_from', '?')}."
+    )
+    trial_dev, final_dev = (inputs.best or {}).get("value"), t.get("dev_error")
+    if trial_dev is not None and final_dev is not None and abs(final_dev - trial_dev) > 1e-9:
+        s.add(
+            f"The final model's dev error is {pct(final_dev)} against the trial's {pct(trial_dev)}: retraining the "
+            "same settings gave a different score, so treat a trial's score as one noisy draw "
+            "(seed, dropout, batch order)."
+        )
+    return s
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def errors_section(ctx: ReportContext) -> Section:
+    s = Section("Errors with confidence intervals")
+    errors, limits, rp = ctx.errors, ctx.limits, ctx.params.report
+    if not errors:
+        return s.add(f"Not available: {ctx.reasons.get('train', 'no error rates')}.")
+    c = f"{100 * rp.confidence:.0f}%"
+    s.add(
+        Table(
+            ["split", "examples", "errors", "error", f"{c} Wilson interval", "± points"],
+            [
+                [k, str(e.n), str(e.errors), pct(e.rate), f"[{pct(e.low)}, {pct(e.high)}]", f"{100 * e.half_width:.1f}"]
+                for k, e in errors.items()
+            ],
+        )
+    )
+    s.add(*(f"{k}: not available: {why}." for k, why in ctx.reasons.items()))
+    s.add(Plot(figures.errors_figure(errors, rp.human_error, rp.confidence), "error per split with its interval"))
+    if limits.get("too_small"):
+        s.add(
+            f"**The dev set is too small for fine comparisons.** With {limits['n']} examples its {c} interval is "
+            f"±{100 * limits['half_width']:.1f} points, wider than the tolerance of {100 * rp.tolerance:.1f} points. "
+            f"About {limits['needed_n']} dev examples would resolve a gap of that size. It cannot support:",
+            limits["unsupported"],
+        )
+    elif "n" in limits:
+        width = f"±{100 * limits['half_width']:.1f} points"
+        s.add(f"The dev set ({limits['n']} examples, {width}) is large enough to resolve gaps of the tolerance.")
+    return s
+
+
+def gaps_section(ctx: ReportContext) -> Section:
+    s = Section("Human level, bias and variance")
+    h = pct(ctx.params.report.human_error)
+    s.add((DIGITS_HUMAN_NOTE if ctx.is_digits else HUMAN_NOTE).format(h=h))
+    diag = ctx.diagnosis
+    if diag is None:
+        return s.add(no_diagnosis(ctx))
+    rows = [
+        [GAP_NAMES[g.key], f"`{g.formula}`", f"{100 * g.value:+.2f}", "yes" if g.significant else "no", g.status]
+        for g in diag.gaps.values()
+    ]
+    s.add(Table(["gap", "formula", "points", "significant", "status"], rows))
+    s.add(diag.explain())
+    needs = {
+        "variance": "the dev (or train-dev) error",
+        "data_mismatch": "a train-dev split (`split.train_dev` > 0) and the dev error",
+        "dev_overfit": "the dev and test errors",
+    }
+    s.add(*(f"{GAP_NAMES[k]}: not computed, needs {why}." for k, why in needs.items() if k not in diag.gaps))
+    return s
+
+
+def verdict_section(ctx: ReportContext) -> Section:
+    s = Section("Verdict and remedies")
+    diag = ctx.diagnosis
+    if diag is None:
+        return s.add("No verdict without the train error.")
+    s.add(f"**{diag.summary()}**")
+    if ctx.remedies:
+        s.add(
+            "Each remedy is a change of `params.yaml` keys; applied (`dvc exp run -S ...`, or edit params.yaml and "
+            "`dvc repro`), it changes the study's settings, so new trials run. The first one is the next step above."
+        )
+        s.add(
+            Table(
+                ["addresses", "change", "why"],
+                [[_addresses(r.addresses), describe(r, ctx.params), r.why] for r in ctx.remedies],
+            )
+        )
+    else:
+        s.add("No params.yaml change is proposed.")
+    return s.add(*ctx.remedy_notes)
+
+
+def _addresses(key: str) -> str:
+    return GAP_NAMES.get(key, {"dev_set": "dev set too small", "dev_error": "refine a good fit"}.get(key, key))
+
+
+def edges_section(ctx: ReportContext) -> Section:
+    s = Section("Search-range edges")
+    if not ctx.best:
+        why = ctx.inputs.why_missing("best") or "best_params.json has no params"
+        return s.add(f"Not available: {why}.")
+    if not ctx.edges:
+        return s.add("No best parameter sits at the edge of its search range: the ranges contain the optimum found.")
+    return s.add(
+        "**Warning:** a best value at the edge of its range means the optimum may lie outside it.",
+        [w.message for w in ctx.edges],
+    )
