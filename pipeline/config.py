@@ -2,7 +2,8 @@
 
 ``load_params`` is the only place that reads the file. Every section is a frozen dataclass; the
 loader walks the type hints, so an unknown key, a missing section, or a value of the wrong type
-(PyYAML reads ``1e-3`` as the *string* "1e-3") fails on load with the key's dotted name.
+fails on load with the key's dotted name. Numbers follow YAML 1.2 (``1e-3`` is a float, as
+``dvc exp run -S`` writes it), where PyYAML alone would read text; a key given twice is an error.
 """
 
 from __future__ import annotations
@@ -303,6 +304,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.2 floats such as 1e-3 and 5e-05 (no dot): PyYAML implements YAML 1.1, which reads them as text.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def params_from_dict(raw: Any, source: str = "params") -> Params:
     """Build Params from a plain mapping (as read from YAML), validating every key and type.
 
@@ -390,8 +397,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            hint = " (write 1.0e-3, not 1e-3: YAML reads the latter as text)" if isinstance(value, str) else ""
-            raise ConfigError(f"{key} must be a number, got {_describe(value)}{hint}")
+            raise ConfigError(f"{key} must be a number, got {_describe(value)}")
         if not math.isfinite(value):
             raise ConfigError(f"{key} must be finite, got {value}")
         return float(value)

@@ -85,12 +85,9 @@ def publish(report: Report, paths: Sequence[Path]) -> str:
     parent = next((p for p in map(tracking.parent_run_of, run_ids) if p), None)  # a deleted run has none
     if parent is None:
         return f"{done}; no parent run found, so the report was not attached"
-    status = parent_status(tracking, parent)
+    status = tracking.run_status(parent)
     if status is None:
-        return (
-            f"{done}; the report was not attached to parent run {parent}: its status is unknown (pipeline.tracking "
-            "has no run_status), so a finished study cannot be told from a sweep in progress"
-        )
+        return f"{done}; parent run {parent} was deleted, so the report was not attached"
     if status in OPEN_STATUSES:
         return (
             f"{done}; the report was not attached to parent run {parent} (it is {status}: a sweep is still using "
@@ -106,13 +103,3 @@ def publish(report: Report, paths: Sequence[Path]) -> str:
         artifact_dir=ARTIFACT_DIR,
     )
     return f"{done}; report logged to parent run {parent}"
-
-
-def parent_status(tracking: Any, run_id: str) -> str | None:
-    """The run's MLflow status (RUNNING, FINISHED, FAILED, KILLED, SCHEDULED) from ``tracking.run_status``.
-
-    None while the tracking package lacks that function: then the report is not attached, since it
-    cannot tell a finished study from a sweep in progress.
-    """
-    run_status = getattr(tracking, "run_status", None)
-    return run_status(run_id) if run_status is not None else None
