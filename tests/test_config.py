@@ -115,7 +115,8 @@ def test_exponents_without_a_dot_are_numbers_as_in_yaml_1_2(tmp_path: Path) -> N
     """dvc exp run -S 'train.learning_rate=5e-05' writes 5e-05, which plain PyYAML reads as text."""
     path = tmp_path / "params.yaml"
     path.write_text(
-        "train:\n  learning_rate: 5e-05\n  l2_lambda: 1E3\ntune:\n  space:\n    learning_rate: {low: 1e-4, high: 3.0e-2}\n"
+        "train:\n  learning_rate: 5e-05\n  l2_lambda: 1E3\n"
+        "tune:\n  space:\n    learning_rate: {low: 1e-4, high: 3.0e-2}\n"
     )
     params = load_params(path)
     assert params.train.learning_rate == 5e-05 and params.train.l2_lambda == 1000.0
