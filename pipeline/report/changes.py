@@ -91,17 +91,9 @@ def is_valid(params: Params, changes: Mapping[str, Any]) -> bool:
 
 
 def proposed(x: float) -> float:
-    """A proposed float value: 3 significant digits, and never one DVC would write back as text.
-
-    ``dvc exp run -S`` writes params.yaml with ruamel, which dumps 1e-05 as ``1e-05``; PyYAML (and
-    so ``load_params``) reads a mantissa without a dot as a string. Such a round value is moved to
-    the next 2-digit one (1e-05 -> 1.1e-05): a search bound on a log scale, 10% off, searches the same.
-    """
-    x = float(f"{x:.3g}")
-    mantissa, _, exponent = repr(x).partition("e")
-    if exponent and "." not in mantissa:
-        x = float(f"{int(mantissa) + 0.1 * (1 if x > 0 else -1):.1f}e{exponent}")
-    return x
+    """A proposed float value, to 3 significant digits. (``dvc exp run -S`` writes 1e-05 without a
+    dot; ``load_params`` reads that as a number, as YAML 1.2 does.)"""
+    return float(f"{x:.3g}")
 
 
 def yaml_scalar(value: Any) -> str:
