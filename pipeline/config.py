@@ -200,6 +200,19 @@ class SpaceParams:
 
 
 @dataclass(frozen=True)
+class NoiseFloorParams:
+    """``tune.stop_at_noise_floor``: stop once the last ``patience`` finished trials improved the best
+    dev error by less than ``factor`` standard errors of that error (more trials would chase noise)."""
+
+    patience: int = 10
+    factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.patience >= 2, "tune.stop_at_noise_floor.patience must be >= 2")
+        _check(self.factor > 0, "tune.stop_at_noise_floor.factor must be > 0")
+
+
+@dataclass(frozen=True)
 class TuneParams:
     n_trials: int = 20
     timeout: float | None = None
@@ -209,10 +222,13 @@ class TuneParams:
     pruner: Pruner = "median"
     startup_trials: int = 5
     space: SpaceParams = field(default_factory=SpaceParams)
+    cv_folds: int = 0  # 0: score trials on the dev split; k >= 2: k-fold cross-validation over the train split
+    stop_at_noise_floor: NoiseFloorParams | None = None  # null: run every trial of the cap
 
     def __post_init__(self) -> None:
         _check(self.n_trials >= 1 and self.n_workers >= 1, "tune.n_trials and tune.n_workers must be >= 1")
         _check(self.timeout is None or self.timeout > 0, "tune.timeout must be > 0 or null")
+        _check(self.cv_folds == 0 or self.cv_folds >= 2, "tune.cv_folds must be 0 (off) or at least 2")
         _check(self.study_name is None or bool(self.study_name.strip()), "tune.study_name must not be empty")
         _check(
             self.storage is None or not _has_password(self.storage),
@@ -236,6 +252,8 @@ class ReportParams:
     confidence: float = 0.95
     learning_curve_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     tolerance: float = 0.02
+    stability_top_k: int = 3  # the best configurations retrained over several seeds
+    stability_seeds: int = 3  # seeds per configuration; 0 or 1 turns the stability check off
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.human_error < 1.0, "report.human_error must lie in [0, 1)")
@@ -244,6 +262,7 @@ class ReportParams:
             all(0 < f <= 1 for f in self.learning_curve_fractions), "report.learning_curve_fractions must lie in (0, 1]"
         )
         _check(self.tolerance >= 0, "report.tolerance must be >= 0")
+        _check(self.stability_top_k >= 1 and self.stability_seeds >= 0, "report.stability_top_k must be >= 1")
 
 
 @dataclass(frozen=True)
