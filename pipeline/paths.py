@@ -33,6 +33,7 @@ MODEL_WEIGHTS = MODEL_STEM.with_suffix(".npz")
 MODEL_META = MODEL_STEM.with_suffix(".json")
 TRAIN_METRICS = Path("reports/train.json")
 TRAIN_HISTORY = Path("reports/train_history.json")  # one row per epoch (DVC plots)
+TRAIN_HEALTH = Path("reports/train_health.json")  # one row per epoch and layer: gradient health
 
 # --- evaluation and report ------------------------------------------------------------------------
 METRICS = Path("reports/metrics.json")  # train/dev/test errors: the only stage that reads test

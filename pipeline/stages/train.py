@@ -4,7 +4,9 @@ Settings come from params.yaml's model and train sections, replaced by the study
 (``reports/study/best_params.json``) when ``train.use_study_best`` is true and that file exists.
 Writes ``models/final.{npz,json}`` (no pickle; the JSON carries the normalizer and class names so
 raw pixel rows can be predicted later), ``reports/train_history.json`` (DVC plots, one row per
-epoch) and ``reports/train.json`` (metrics). Never reads the test split.
+epoch), ``reports/train_health.json`` (per epoch and layer: weight and gradient norms, update
+ratio, dead or saturated units) and ``reports/train.json`` (metrics). Never reads the test split.
+A network no better on dev than always predicting the majority class is refused (exit 5).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from pipeline import nn
 from pipeline.config import Params, load_params
 from pipeline.data.models import save_model
 from pipeline.data.store import load_normalizer, load_split
-from pipeline.errors import DataError
+from pipeline.errors import DataError, NumericalError
 from pipeline.io import atomic_write_json, read_json
 from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_DIR
+from pipeline.paths import TRAIN_HEALTH as HEALTH
 from pipeline.paths import TRAIN_HISTORY as HISTORY
 from pipeline.paths import TRAIN_METRICS as METRICS
 from pipeline.study.space import apply_params, architecture, fit_options, trial_seed
@@ -80,6 +83,12 @@ def log_model(params: Params, metrics: dict[str, Any], root: Path = Path(".")) -
     )
 
 
+def majority_error(y_train: np.ndarray, y_dev: np.ndarray) -> float:
+    """Dev error of always answering the most frequent training class: the floor any model must beat."""
+    majority = np.bincount(np.asarray(y_train)).argmax()
+    return float(np.mean(np.asarray(y_dev) != majority))
+
+
 def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     """Train, save the model and the reports; return the metrics written to reports/train.json."""
     root = Path(root)
@@ -94,9 +103,18 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
         result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=seed)
 
+    dev_error = nn.error_rate(X_dev.T, y_dev, result.weights, arch)
+    baseline = majority_error(y, y_dev)
+    if dev_error >= baseline:  # a network that learned nothing must not be saved, let alone registered
+        raise NumericalError(
+            f"train: dev error {dev_error:.4f} is no better than always predicting the most frequent training "
+            f"class ({baseline:.4f}) after {len(result.history)} epochs; see reports of the study, try a lower "
+            "learning rate, another init or more epochs"
+        )
     metrics = {
         "train_error": nn.error_rate(X.T, y, result.weights, arch),
-        "dev_error": nn.error_rate(X_dev.T, y_dev, result.weights, arch),
+        "dev_error": dev_error,
+        "majority_dev_error": baseline,
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
@@ -115,7 +133,9 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     }
     keys = ("epoch", "train_cost", "dev_cost", "dev_error", "learning_rate")
     history = [{k: getattr(h, k) for k in keys} for h in result.history]
+    health = [{"epoch": h.epoch, **asdict(layer)} for h in result.history for layer in h.health]
     save_model(root / MODEL_STEM, result.weights, arch, extra)
     atomic_write_json(root / HISTORY, history)
+    atomic_write_json(root / HEALTH, health)
     atomic_write_json(root / METRICS, metrics)
     return metrics

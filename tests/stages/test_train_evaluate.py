@@ -160,3 +160,32 @@ def test_the_final_model_is_exactly_the_best_trial(repo: Path) -> None:
     assert trained["settings_from"] == f"study trial {best.number}"
     assert trained["dev_error"] == best.user_attrs["dev_error"]
     assert trained["train_error"] == best.user_attrs["train_error"]
+
+
+def test_train_writes_gradient_health_per_epoch_and_layer(repo: Path) -> None:
+    assert cli("train") == 0
+    health = read("reports/train_health.json")
+    assert [(h["epoch"], h["layer"]) for h in health] == [(e, l) for e in (1, 2, 3) for l in (1, 2)]
+    assert all(h["w_norm"] > 0 and h["grad_norm"] >= 0 and h["update_ratio"] >= 0 for h in health)
+    assert health[0]["dead_fraction"] is not None and health[1]["dead_fraction"] is None  # relu hidden, output
+
+
+def test_a_model_no_better_than_the_majority_class_exits_5_and_is_not_saved(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # zero initial weights, no learning to speak of: every prediction is one class
+    stuck = {"train": {"epochs": 1, "use_study_best": False, "learning_rate": 1.0e-12}, "model": {"init": "zeros"}}
+    write_params(repo, {**FAST, **stuck})
+    assert cli("train") == 5
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no better than always predicting the most frequent training class" in err
+    assert not Path("models").exists()
+
+
+def test_evaluate_refuses_a_model_with_non_finite_weights(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("train") == 0
+    weights = dict(np.load("models/final.npz"))
+    weights["W1"][0, 0] = np.nan
+    np.savez("models/final.npz", **weights)
+    assert cli("evaluate") == 3
+    assert "W1 holds NaN or inf weights" in capsys.readouterr().err
