@@ -36,6 +36,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-tracking", dest="tracking", action="store_false", help="do not log and register the model in MLflow"
     )
+    parser.add_argument(
+        "--force-alias",
+        action="store_true",
+        help="move the model alias (tracking.model_alias) to this model even if it is worse on dev than the holder",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         f"({m['seconds']:.1f} s, settings from {m['settings_from']}) -> {MODEL_STEM}.npz"
     )
     if args.tracking:
-        print(f"train: model logged to MLflow as {log_model(params, m)}")
+        registered = log_model(params, m, force_alias=args.force_alias)
+        print(f"train: model registered as {registered.uri}; {registered.reason}")
     return 0
 
 
@@ -65,8 +71,9 @@ def resolve_settings(params: Params, root: str | Path = ".") -> tuple[Params, np
     return apply_params(params, best["params"]), trial_seed(params.seed, number), f"study trial {number}"
 
 
-def log_model(params: Params, metrics: dict[str, Any], root: Path = Path(".")) -> str:
-    """Log the saved model to MLflow pickle-free, register it and set its alias; return its URI."""
+def log_model(params: Params, metrics: dict[str, Any], root: Path = Path("."), force_alias: bool = False) -> Any:
+    """Log the saved model to MLflow pickle-free, register it, and move its alias if it is at least as
+    good on dev as the alias's holder (``tracking.Registered`` says what happened)."""
     from pipeline import tracking  # imports mlflow (~1.5 s): only when tracking is on
 
     best = read_json(root / BEST_PARAMS) if (root / BEST_PARAMS).exists() else {}
@@ -80,6 +87,7 @@ def log_model(params: Params, metrics: dict[str, Any], root: Path = Path(".")) -
         input_example=raw,
         metrics={"train_error": metrics["train_error"], "dev_error": metrics["dev_error"]},
         tags={"settings_from": metrics["settings_from"], "optuna.study": study},
+        force_alias=force_alias,
     )
 
 

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.tracking.curves import HEALTH_FIELDS
 from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash
-from pipeline.tracking.model import INFERENCE_CODE, log_final_model
+from pipeline.tracking.model import INFERENCE_CODE, Registered, log_final_model
 from pipeline.tracking.runs import log_to_run, parent_run_of, run_status, tag_runs
 from pipeline.tracking.store import STATUSES, git_commit, tracking_uri
 from pipeline.tracking.study_run import (
@@ -44,6 +44,7 @@ __all__ = [
     "STATUSES",
     "Datasets",
     "MlflowClient",
+    "Registered",
     "StudySummary",
     "TrialRun",
     "close_dead_parent_runs",

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import mlflow
 import numpy as np
@@ -46,7 +46,9 @@ def log_final_model(
     params: Mapping[str, Any] | None = None,
     datasets: Datasets | None = None,
     history: Iterable[Any] | None = None,
-) -> str:
+    compare_on: str = "dev_error",
+    force_alias: bool = False,
+) -> Registered:
     """Log the saved network pickle-free (pyfunc from code), register it as ``name`` and alias it.
 
     ``model_path`` is the path without suffix given to ``pipeline.data.models.save_model`` (``.npz`` weights
@@ -59,7 +61,10 @@ def log_final_model(
     so that ``mlflow.search_logged_models`` finds and ranks it. ``datasets`` (see
     ``pipeline.tracking.inputs``) become the run's inputs and its ``data_hash`` tag. ``history``
     (the fit's epoch logs) becomes the run's per-epoch curves, as on a trial run.
-    Returns ``models:/<name>@<alias>``.
+    The alias moves to the new version only if its ``compare_on`` metric is at least as good (as
+    low) as the current alias holder's on the same data (equal ``data_hash``), or ``force_alias``;
+    on other data the two are not comparable and the alias moves. Returns what was registered and
+    why the alias moved or stayed.
     """
     model_path = Path(model_path).with_suffix("")
     normalizer = None if normalizer is None else Path(normalizer)
@@ -104,8 +109,40 @@ def log_final_model(
             )
             final = [Metric(k, float(v), ts, 0, model_id=info.model_id) for k, v in (metrics or {}).items()]
             mlflow_client.log_batch(run_id, metrics=final)
-        mlflow_client.set_registered_model_alias(name, alias, str(info.registered_model_version))
-    return f"models:/{name}@{alias}"
+        version = str(info.registered_model_version)
+        move, reason = _alias_decision(
+            mlflow_client, name, alias, (metrics or {}).get(compare_on), compare_on, run_tags.get(DATA_HASH_TAG)
+        )
+        if move or force_alias:
+            mlflow_client.set_registered_model_alias(name, alias, version)
+            reason = reason if move else f"{reason}; moved anyway (forced)"
+    return Registered(f"models:/{name}/{version}", version, move or force_alias, reason)
+
+
+class Registered(NamedTuple):
+    uri: str  # models:/<name>/<version>
+    version: str
+    alias_moved: bool
+    reason: str  # one line: the comparison with the alias's previous holder
+
+
+def _alias_decision(
+    mlflow_client: Any, name: str, alias: str, value: float | None, metric: str, digest: str | None
+) -> tuple[bool, str]:
+    """Whether ``alias`` should move to a new version scoring ``value`` on ``metric``, and why, in words."""
+    try:
+        current = mlflow_client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return True, f"@{alias} set (no version held it)"
+    run = mlflow_client.get_run(current.run_id)
+    old, old_digest = run.data.metrics.get(metric), run.data.tags.get(DATA_HASH_TAG)
+    if value is None or old is None:
+        return True, f"@{alias} moved from version {current.version} ({metric} not logged on both)"
+    if digest is None or old_digest != digest:
+        return True, f"@{alias} moved from version {current.version}: other data, so {metric} is not comparable"
+    if value <= old:
+        return True, f"@{alias} moved from version {current.version}: {metric} {value:.4f} <= {old:.4f}"
+    return False, f"@{alias} stays on version {current.version}: {metric} {value:.4f} > {old:.4f} on the same data"
 
 
 def _check_model_files(model_path: Path, normalizer: Path | None) -> None:

@@ -49,7 +49,7 @@ def expected_labels(stem: Path, rows: np.ndarray) -> np.ndarray:
 def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, final_model, monkeypatch) -> None:
     stem, rows, labels = final_model
     parent = tracking.prepare_study_run("digits", None, {})
-    uri = tracking.log_final_model(
+    registered = tracking.log_final_model(
         stem,
         NAME,
         ALIAS,
@@ -61,7 +61,9 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
         params={"n_units": 16, "learning_rate": 0.01},
         history=health_logs(3),
     )
-    assert uri == f"models:/{NAME}@{ALIAS}"
+    uri = registered.uri
+    assert uri == f"models:/{NAME}/1" and registered.alias_moved
+    assert registered.reason == f"@{ALIAS} set (no version held it)"
     version = store.get_model_version_by_alias(NAME, ALIAS)
     run = store.get_run(version.run_id)
     assert run.info.run_name == "final-model" and run.data.tags["mlflow.parentRunId"] == parent
@@ -170,3 +172,28 @@ def test_served_model_answers_like_the_final_model(store, final_model, tmp_path:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+def test_the_alias_moves_only_to_a_model_at_least_as_good_on_the_same_data(store, final_model) -> None:
+    stem, rows, labels = final_model
+    same = {"dev": (rows, labels, "d1")}
+
+    def log(dev_error: float, datasets: dict, **kw: object) -> tracking.Registered:
+        return tracking.log_final_model(
+            stem, NAME, ALIAS, experiment="digits", metrics={"dev_error": dev_error}, datasets=datasets, **kw
+        )
+
+    assert log(0.05, same).alias_moved
+    worse = log(0.08, same)
+    assert (
+        not worse.alias_moved
+        and worse.reason == f"@{ALIAS} stays on version 1: dev_error 0.0800 > 0.0500 on the same data"
+    )
+    assert str(store.get_model_version_by_alias(NAME, ALIAS).version) == "1"
+    better = log(0.04, same)
+    assert better.alias_moved and "dev_error 0.0400 <= 0.0500" in better.reason
+    other = log(0.30, {"dev": (rows, labels, "d2")})  # new data: the numbers are not comparable
+    assert other.alias_moved and "other data" in other.reason
+    forced = log(0.90, {"dev": (rows, labels, "d2")}, force_alias=True)
+    assert forced.alias_moved and forced.reason.endswith("moved anyway (forced)")
+    assert str(store.get_model_version_by_alias(NAME, ALIAS).version) == "5"
