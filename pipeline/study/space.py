@@ -91,6 +91,16 @@ def suggest(trial: optuna.Trial, space: SpaceParams, base: Params) -> dict[str, 
     return values
 
 
+def searched_train_keys(space: SpaceParams) -> tuple[str, ...]:
+    """The ``train.*`` keys a trial draws from ``space``; every other train key comes from params.yaml.
+
+    Learning rate, L2 lambda and keep_prob are always searched; optimizer, batch size and epochs
+    only when the space lists them (``suggest`` follows the same rule).
+    """
+    optional = {"optimizer": space.optimizer, "batch_size": space.batch_size, "epochs": space.epochs}
+    return tuple(k for k in TRAIN_KEYS if k not in optional or optional[k])
+
+
 def trial_seed(seed: int, trial_number: int) -> np.random.Generator:
     """The random stream of one trial, from the study seed and the trial number.
 
