@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import load_params
+from pipeline.errors import ConfigError
 from pipeline.study import launch
 from pipeline.study.config import PRUNERS, TUNE_OVERRIDES, SweepConfig, SweepState, config_from_params
 from pipeline.study.storage import mask_url
@@ -59,6 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.allow_mixed and not args.resume:
+        raise ConfigError("--allow-mixed continues an existing study: use it with --resume")
     cfg = config_from_params(
         load_params(args.params),
         root=args.root,

@@ -233,6 +233,7 @@ def test_an_unchanged_rerun_at_the_cap_runs_nothing_and_says_so(tuned, capsys):
 
 def test_allow_mixed_continues_the_old_study_and_records_it(tuned, capsys):
     ws, old = tuned
+    assert sweep(capsys, "--allow-mixed")[0] == 2  # only with --resume
     edit_params(tune={"space": {**SPACE, "n_units": {"low": 8, "high": 20}}})
     code, out = sweep(capsys, "--resume", "--allow-mixed", "--n-trials", "2")
     assert code == 0, out
