@@ -14,9 +14,8 @@ from pipeline import cli
 from pipeline.config import ACTIVATIONS, load_params
 from pipeline.nn import activations
 from pipeline.paths import SPLIT_DIR
-from pipeline.study import launch
 from pipeline.study.gate import THRESHOLD, gate_architecture, gradient_gate
-from tests.study.conftest import REPO, study_of, write_params
+from tests.study.conftest import REPO, study_of
 
 
 @pytest.fixture
@@ -31,12 +30,17 @@ def digits(workspace):
     return load_params(REPO / "params.yaml")
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_the_configured_family_passes_on_real_data(digits, activation):
-    params = dataclasses.replace(digits, model=dataclasses.replace(digits.model, hidden_activation=activation))
-    assert gradient_gate(params) < THRESHOLD
-    arch = gate_architecture(params, 64, 10)  # the deepest network of the space, 16 wide, float64
+def test_the_default_network_passes_on_real_data(digits):
+    assert gradient_gate(digits) < THRESHOLD
+    arch = gate_architecture(digits, 64, 10)  # the deepest network of the space, 16 wide, float64
     assert arch.layer_dims == (64, 16, 16, 16, 10) and arch.dtype == "float64"
+
+
+@pytest.mark.parametrize("activation", [a for a in ACTIVATIONS if a != "relu"])
+def test_every_hidden_activation_passes(workspace, activation):
+    params = load_params("params.yaml")
+    params = dataclasses.replace(params, model=dataclasses.replace(params.model, hidden_activation=activation))
+    assert gradient_gate(params) < THRESHOLD
 
 
 def test_a_backward_bug_stops_the_study_before_it_starts(workspace, monkeypatch, capsys):
@@ -47,17 +51,3 @@ def test_a_backward_bug_stops_the_study_before_it_starts(workspace, monkeypatch,
     assert err.count("\n") == 0 and "gradient check failed before the study's first trial" in err
     assert re.search(r"relative difference \d\.\d+e[-+]\d+ > 1e-05 for layers \(16, 16, 16, 16, 3\) relu", err), err
     assert study_of(workspace.default_storage) is None  # no study was created
-
-
-def test_the_gate_runs_once_per_study(workspace, monkeypatch, capsys):
-    write_params(workspace.root / "params.yaml", n_trials=1, epochs=2)
-    assert cli.main(["tune", "--no-tracking"]) == 0
-    study = study_of(workspace.default_storage)
-    checked = study.user_attrs["gradient_check"]
-    assert checked["fingerprint"] == study.user_attrs["fingerprint"] and checked["relative_difference"] < THRESHOLD
-
-    def fail(*args):
-        raise AssertionError("the gate ran again")
-
-    monkeypatch.setattr(launch, "gradient_gate", fail)
-    assert cli.main(["sweep", "--resume", "--no-tracking", "--n-trials", "2"]) == 0, capsys.readouterr()

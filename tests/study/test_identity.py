@@ -17,7 +17,7 @@ from pipeline import cli
 from pipeline.config import IntRange, load_params
 from pipeline.errors import ConfigError
 from pipeline.paths import SPLIT_DIR, STUDY_WHERE
-from pipeline.study import identity
+from pipeline.study import identity, launch
 from pipeline.study.config import SweepState, config_from_params, from_payload, to_payload
 from pipeline.study.launch import open_sweep
 from pipeline.study.worker import run_worker
@@ -281,3 +281,16 @@ def test_runs_carry_the_fingerprint_and_a_complete_rerun_opens_no_parent_run(wor
     assert len(client.search_runs([experiment.experiment_id])) == 2  # no new parent run
     assert len(client.search_experiments()) == experiments
     assert "mlflow_parent_run_ids" in study.user_attrs and len(study.user_attrs["mlflow_parent_run_ids"]) == 1
+
+
+def test_the_gate_ran_once_and_a_resume_does_not_run_it_again(tuned, monkeypatch, capsys):
+    _, study = tuned
+    checked = study.user_attrs["gradient_check"]
+    assert checked["fingerprint"] == study.user_attrs["fingerprint"] and checked["relative_difference"] < 1e-5
+
+    def fail(*args):
+        raise AssertionError("the gate ran again")
+
+    monkeypatch.setattr(launch, "gradient_gate", fail)
+    code, out = sweep(capsys, "--resume", "--n-trials", "2")
+    assert code == 0 and len(study.trials) == 2, out

@@ -28,7 +28,8 @@ FIXED = {"learning_rate": 0.01, "n_layers": 2, "n_units": 12, "keep_prob": 0.9}
 
 @pytest.fixture
 def local(workspace):
-    """The workspace without MLflow: params and a way to configure sweeps on its default sqlite file."""
+    """The workspace without MLflow, 3-epoch trials: a way to configure sweeps on its default sqlite file."""
+    write_params(workspace.root / "params.yaml", epochs=3)
     params = load_params(workspace.root / "params.yaml")
 
     def configure(**tune):
