@@ -16,6 +16,7 @@ something. MLflow tracking is off: this measures the study engine. Prints a Mark
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -33,7 +34,9 @@ import yaml  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 from pipeline.config import load_params  # noqa: E402
-from pipeline.study import runner  # noqa: E402
+from pipeline.paths import SPLIT_DIR  # noqa: E402
+from pipeline.study import launch  # noqa: E402
+from pipeline.study.config import config_from_params  # noqa: E402
 
 
 def write_split(folder: Path, seed: int = 0, dev_fraction: float = 0.3) -> int:
@@ -47,6 +50,8 @@ def write_split(folder: Path, seed: int = 0, dev_fraction: float = 0.3) -> int:
     for part, idx in (("train", train), ("dev", dev)):
         np.save(folder / f"X_{part}.npy", ((X[idx] - mean) / std).astype(np.float32))
         np.save(folder / f"y_{part}.npy", y[idx].astype(np.int64))
+    normalizer = {"mode": "none", "pixel_range": 1.0, "classes": [str(c) for c in range(10)]}
+    (folder / "normalizer.json").write_text(json.dumps(normalizer))  # the trials' class count
     return n_dev
 
 
@@ -61,27 +66,25 @@ def write_params(path: Path, *, epochs: int, fixed_size: bool, startup: int = 5)
 
 def run_study(work: Path, name: str, *, n_trials: int, n_workers: int, pruner: str) -> tuple[optuna.Study, float]:
     """A sweep through the real launcher (processes for >1 worker); returns the study and wall seconds."""
-    params = load_params(work / "params.yaml")
-    cfg = runner.config_from_params(
-        params,
-        work / "params.yaml",
+    cfg = config_from_params(
+        load_params(work / "params.yaml"),
         study_name=name,
         n_trials=n_trials,
         n_workers=n_workers,
         pruner=pruner,
         threads=1,
-        data_dir=str(work / "split"),
+        root=work,
         storage=f"sqlite:///{work / 'studies' / 'optuna.db'}",
         tracking=False,
     )
-    study, cfg = runner.prepare(cfg, params, resume=False)
+    study, state = launch.open_sweep(cfg, resume=False)
     start = time.perf_counter()
-    runner.run_sweep(cfg)
+    launch.run_sweep(cfg, state)
     return study, time.perf_counter() - start
 
 
 def span_minutes(study: optuna.Study) -> float:
-    trials = study.get_trials(states=runner.COUNTED)
+    trials = study.get_trials(states=launch.COUNTED)
     start = min(t.datetime_start for t in trials)
     end = max(t.datetime_complete for t in trials)
     return (end - start).total_seconds() / 60
@@ -105,7 +108,7 @@ def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         work = Path(tmp)
-        n_dev = write_split(work / "split")
+        n_dev = write_split(work / SPLIT_DIR)
         os.environ["PIPELINE_HOME"] = str(work)
 
         print(f"## Throughput ({args.trials} trials, {args.epochs} epochs, 2x64 units, 1 BLAS thread per worker)\n")
@@ -118,7 +121,7 @@ def main() -> int:
                 work, f"throughput-{n_workers}", n_trials=args.trials, n_workers=n_workers, pruner="none"
             )
             rate = args.trials / span_minutes(study)
-            per_trial = np.mean([t.duration.total_seconds() for t in study.get_trials(states=runner.COUNTED)])
+            per_trial = np.mean([t.duration.total_seconds() for t in study.get_trials(states=launch.COUNTED)])
             base = base or rate
             span = span_minutes(study) * 60
             print(f"| {n_workers} | {wall:.1f} | {span:.1f} | {per_trial:.2f} | {rate:.1f} | {rate / base:.2f}x |")
@@ -131,7 +134,7 @@ def main() -> int:
         results = {}
         for pruner in ("none", "median"):
             study, wall = run_study(work, f"prune-{pruner}", n_trials=args.prune_trials, n_workers=1, pruner=pruner)
-            trials = study.get_trials(states=runner.COUNTED)
+            trials = study.get_trials(states=launch.COUNTED)
             epochs = sum(t.user_attrs["epochs_trained"] for t in trials)
             n_pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)
             results[pruner] = (epochs, study.best_value, n_pruned, wall)

@@ -28,7 +28,7 @@ from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_DIR
 from pipeline.paths import TRAIN_HEALTH as HEALTH
 from pipeline.paths import TRAIN_HISTORY as HISTORY
 from pipeline.paths import TRAIN_METRICS as METRICS
-from pipeline.study.space import apply_params, architecture, fit_options, trial_seed
+from pipeline.study.space import architecture, final_settings, fit_options, trial_seed
 from pipeline.threads import blas_threads_for, limit_blas_threads
 
 
@@ -60,15 +60,13 @@ def resolve_settings(params: Params, root: str | Path = ".") -> tuple[Params, np
     """Apply the study's best trial if asked to and available: its parameters and its random
     stream, so the final network is exactly the one the study scored. Also say where they came from."""
     path = Path(root) / BEST_PARAMS
-    if not (params.train.use_study_best and path.exists()):
-        return params, params.seed, "params.yaml"
-    best = read_json(path)
-    if not isinstance(best, dict) or not isinstance(best.get("params"), dict):
-        raise DataError(f"{path}: expected an object with a 'params' mapping; rerun the tune stage")
-    number = best.get("trial_number")
-    if not isinstance(number, int):
-        raise DataError(f"{path}: 'trial_number' must be an integer; rerun the tune stage")
-    return apply_params(params, best["params"]), trial_seed(params.seed, number), f"study trial {number}"
+    best = read_json(path) if path.exists() else None
+    if best is not None and not isinstance(best, dict):
+        raise DataError(f"{path}: expected an object; rerun the tune stage")
+    settings, number = final_settings(params, best)
+    if number is None:
+        return settings, params.seed, "params.yaml"
+    return settings, trial_seed(params.seed, number), f"study trial {best['trial_number']}"
 
 
 def log_model(params: Params, metrics: dict[str, Any], root: Path = Path("."), force_alias: bool = False) -> Any:

@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline import nn
 from pipeline.config import ModelParams, Params, SpaceParams, TrainParams
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import optuna
@@ -89,6 +89,35 @@ def suggest(trial: optuna.Trial, space: SpaceParams, base: Params) -> dict[str, 
         trial.suggest_int("epochs", space.epochs.low, space.epochs.high) if space.epochs else train.epochs
     )
     return values
+
+
+def searched_train_keys(space: SpaceParams) -> tuple[str, ...]:
+    """The ``train.*`` keys a trial draws from ``space``; every other train key comes from params.yaml.
+
+    Learning rate, L2 lambda and keep_prob are always searched; optimizer, batch size and epochs
+    only when the space lists them (``suggest`` follows the same rule).
+    """
+    optional = {"optimizer": space.optimizer, "batch_size": space.batch_size, "epochs": space.epochs}
+    return tuple(k for k in TRAIN_KEYS if k not in optional or optional[k])
+
+
+def final_settings(params: Params, best: Mapping[str, Any] | None) -> tuple[Params, int | None]:
+    """The final model's configuration and the trial whose random stream it trains with: the one rule
+    the train stage and the report's retraining share.
+
+    With ``train.use_study_best`` and the study's best_params.json (``best``): the best trial's
+    values over params.yaml (searched keys from the trial, the rest from params.yaml) and its
+    ``seed_trial`` (the trial number whose stream trained it; a retried trial keeps the original's).
+    Otherwise params.yaml as it is and None (the stream of ``params.seed``).
+    """
+    if best is None or not params.train.use_study_best:
+        return params, None
+    values, number = best.get("params"), best.get("seed_trial", best.get("trial_number"))
+    if not isinstance(values, Mapping):
+        raise DataError("reports/study/best_params.json: expected an object with a 'params' mapping; rerun tune")
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise DataError("reports/study/best_params.json: 'trial_number' must be an integer; rerun the tune stage")
+    return apply_params(params, values), number
 
 
 def trial_seed(seed: int, trial_number: int) -> np.random.Generator:

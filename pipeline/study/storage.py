@@ -28,9 +28,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
 from pipeline.errors import ConfigError, StorageError
-from pipeline.paths import repo_root
+from pipeline.paths import STUDY_DB, repo_root
 
-DEFAULT_DB = Path("studies") / "optuna.db"
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 30  # a RUNNING trial silent this long belongs to a dead worker
 SQLITE_TIMEOUT = 60  # seconds a writer waits for sqlite's lock before "database is locked"
@@ -39,7 +38,7 @@ SQLITE_TIMEOUT = 60  # seconds a writer waits for sqlite's lock before "database
 def resolve_url(storage: str | None) -> str:
     """The storage URL for a ``tune.storage`` / ``--storage`` value; None means the default file."""
     if storage is None or storage == "":
-        return f"sqlite:///{repo_root() / DEFAULT_DB}"
+        return f"sqlite:///{repo_root() / STUDY_DB}"
     if not re.match(r"^(sqlite|postgresql(\+\w+)?|mysql(\+\w+)?)://", storage):
         raise ConfigError(
             f"tune.storage: unsupported URL '{mask_url(storage)}'; use null (sqlite file studies/optuna.db), "
@@ -76,6 +75,7 @@ def open_storage(
     url: str,
     *,
     create: bool = False,
+    check_schema: bool = True,
     heartbeat_interval: int = HEARTBEAT_INTERVAL,
     grace_period: int = GRACE_PERIOD,
     on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
@@ -83,7 +83,9 @@ def open_storage(
     """Open (with ``create``: also create the tables of) an RDB storage with heartbeat.
 
     Create the tables once, before starting workers: several processes creating the schema of a
-    brand-new sqlite or PostgreSQL database at the same moment crash each other.
+    brand-new sqlite or PostgreSQL database at the same moment crash each other. ``check_schema``
+    False skips Optuna's schema version check (~0.1 s of migration scripts), for the workers of a
+    launcher that already checked it.
     """
     if heartbeat_interval < 1 or grace_period <= heartbeat_interval:
         raise ConfigError("heartbeat interval must be >= 1 s and the grace period longer than the interval")
@@ -109,6 +111,7 @@ def open_storage(
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=on_stale_trial(on_stale),
                 skip_table_creation=not create,
+                skip_compatibility_check=not check_schema,
             )
     except (ImportError, ValueError, RuntimeError) as e:
         raise StorageError(f"cannot use study storage {mask_url(url)}: {_first_line(e)}") from None

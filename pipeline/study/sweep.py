@@ -2,19 +2,35 @@
 
 The same engine as the ``tune`` stage. Several workers on one machine: ``--workers N``. More
 machines: start a sweep once, then ``pipeline sweep --resume --workers N --storage <postgres URL>``
-on each other machine (see docs/sweeps.md). ``--n-trials`` is the study's total cap.
+on each other machine (see docs/sweeps.md). ``--n-trials`` is the study's total cap. This module
+is the command-line edge: it prints the study line, one line per trial and the best trial.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import time
+from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.config import Params, load_params
-from pipeline.study import runner
+from pipeline.config import load_params
+from pipeline.errors import ConfigError
+from pipeline.study import launch
+from pipeline.study.config import PRUNERS, TUNE_OVERRIDES, SweepConfig, SweepState, config_from_params
 from pipeline.study.storage import mask_url
-from pipeline.study.worker import TrialPrinter
+
+# How the one line that starts a new study names what changed.
+PART_NAMES = {
+    "train_data": "the train data",
+    "dev_data": "the dev data",
+    "split": "the split settings",
+    "space": "the search space",
+    "fixed": "the fixed training settings",
+    "code": "the network or objective code",
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,13 +42,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, dest="n_workers", help="worker processes on this machine (tune.n_workers)"
     )
     parser.add_argument("--storage", help="storage URL, e.g. postgresql+psycopg2://user@host/db (tune.storage)")
-    parser.add_argument("--study-name", help="study to create or resume (tune.study_name)")
+    parser.add_argument("--study-name", help="base name of the study to create or resume (tune.study_name)")
     parser.add_argument("--resume", action="store_true", help="continue an existing study (required if it has trials)")
     parser.add_argument(
-        "--pruner", choices=sorted(runner.PRUNERS), help="pruner on the per-epoch dev cost (tune.pruner)"
+        "--allow-mixed",
+        action="store_true",
+        help="with --resume: continue a study whose split, space or fixed settings differ (recorded on the study)",
     )
+    parser.add_argument("--pruner", choices=sorted(PRUNERS), help="pruner on the per-epoch dev cost (tune.pruner)")
     parser.add_argument("--threads", type=int, help="BLAS threads per worker (default: 1 with several workers)")
-    parser.add_argument("--data", default="data/split", dest="data_dir", help="split folder (default: data/split)")
+    parser.add_argument("--root", default=".", help="workspace whose data/split the trials read (default: .)")
     parser.add_argument("--heartbeat-interval", type=int, help="seconds between a trial's heartbeats (default: 10)")
     parser.add_argument(
         "--grace-period", type=int, help="seconds of silence before a trial counts as dead (default: 30)"
@@ -41,40 +60,103 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
-    overrides = {
-        k: getattr(args, k)
-        for k in ("n_trials", "timeout", "n_workers", "storage", "study_name", "pruner", "threads", "data_dir")
-    }
-    overrides |= {"heartbeat_interval": args.heartbeat_interval, "grace_period": args.grace_period}
-    overrides["tracking"] = args.tracking
-    cfg = runner.config_from_params(params, args.params, **overrides)
-    sweep(cfg, params, resume=args.resume)
+    if args.allow_mixed and not args.resume:
+        raise ConfigError("--allow-mixed continues an existing study: use it with --resume")
+    cfg = config_from_params(
+        load_params(args.params),
+        root=args.root,
+        threads=args.threads,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        tracking=args.tracking,
+        allow_mixed=args.allow_mixed,
+        **{k: getattr(args, k) for k in TUNE_OVERRIDES},
+    )
+    sweep(cfg, resume=args.resume)
     return 0
 
 
-def sweep(cfg: runner.SweepConfig, params: Params, *, resume: bool | None) -> optuna.Study:
-    """Prepare, run and finish a sweep, printing a line per trial; shared with the tune stage."""
+def sweep(cfg: SweepConfig, *, resume: bool | None) -> optuna.Study:
+    """Open, run and finish a sweep, printing a line per trial; shared with the tune stage."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our trial lines replace Optuna's (and Ctrl-C tracebacks)
-    study, cfg = runner.prepare(cfg, params, resume=resume)
-    done = cfg.counted_at_start
+    study, state = launch.open_sweep(cfg, resume=resume)
+    if state.previous is not None:
+        print(f"{why_new(state)}: starting study '{state.study_name}'", flush=True)
+    done = state.counted_at_start
+    if state.complete:
+        print(f"study '{state.study_name}' is complete: {done}/{cfg.n_trials} trials; nothing to run", flush=True)
+        print_best(study)
+        return study
     print(
-        f"study '{cfg.study_name}' in {mask_url(cfg.storage)}: {done}/{cfg.n_trials} trials done, "
-        f"{cfg.n_workers} worker(s), pruner {cfg.pruner}",
+        f"study '{state.study_name}' in {mask_url(cfg.storage)}: {done}/{cfg.n_trials} trials done, "
+        f"{cfg.n_workers} worker(s), pruner {cfg.tune.pruner}",
         flush=True,
     )
     try:
-        codes = runner.run_sweep(cfg, [TrialPrinter(cfg)])
+        codes = launch.run_sweep(cfg, state, [TrialPrinter(cfg, state)])
     except KeyboardInterrupt:  # fail what was cut short, close the parent run as KILLED
-        runner.finish(study, cfg, status="KILLED")
+        launch.finish(study, cfg, state, status="KILLED")
         raise
-    runner.finish(study, cfg)
+    launch.finish(study, cfg, state)
     for i, code in enumerate(codes):
         if code < 0:
             print(f"worker {i} was killed by signal {-code}; the heartbeat failed its trial for a retry")
+    print_best(study)
+    return study
+
+
+def why_new(state: SweepState) -> str:
+    """``the dev data changed since study 'X'`` (or why X cannot be compared)."""
+    if not state.changed:
+        return f"study '{state.previous}' records no fingerprint"
+    names = [PART_NAMES.get(p, p) for p in state.changed]
+    what = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    shown = f" ({'; '.join(state.details)})" if state.details else ""
+    return f"{what}{shown} changed since study '{state.previous}'"
+
+
+def print_best(study: optuna.Study) -> None:
     try:
         best = study.best_trial
         print(f"best: trial {best.number} dev_error={best.value:.4f} {best.user_attrs.get('values', best.params)}")
     except ValueError:
         print("no trial completed yet")
-    return study
+
+
+class TrialPrinter:
+    """Optuna callback printing ``progress_line`` for each finished trial (command-line edges only)."""
+
+    def __init__(self, cfg: SweepConfig, state: SweepState, prefix: str = "") -> None:
+        self.cfg, self.state, self.prefix = cfg, state, prefix
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        print(f"{self.prefix}{progress_line(study, trial, self.cfg, self.state)}", flush=True)
+
+
+def progress_line(study: optuna.Study, trial: FrozenTrial, cfg: SweepConfig, state: SweepState) -> str:
+    """One line per finished trial: count, number, state, dev error, params, elapsed and ETA."""
+    counted = len(study.get_trials(deepcopy=False, states=launch.COUNTED))
+    values = trial.user_attrs.get("values") or trial.params
+    shown = " ".join(f"{k}={_short(v)}" for k, v in values.items())
+    ok = trial.state == TrialState.COMPLETE
+    result = f"dev_error={trial.value:.4f}" if ok else trial.user_attrs.get("cause", "no cause recorded")
+    elapsed = trial.duration.total_seconds() if trial.duration is not None else 0.0
+    done_here = counted - state.counted_at_start
+    eta = "?"
+    if done_here > 0 and counted < cfg.n_trials:
+        eta = _clock((time.time() - state.started) / done_here * (cfg.n_trials - counted))
+    elif counted >= cfg.n_trials:
+        eta = "done"
+    head = f"[{counted}/{cfg.n_trials}] trial {trial.number} {trial.state.name} {result}"
+    return f"{head} | {shown} | {elapsed:.1f}s | ETA {eta}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return "off" if value == 0 else f"{value:.3g}"
+    return str(value)
+
+
+def _clock(seconds: float) -> str:
+    seconds = math.ceil(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -146,13 +146,13 @@ def test_the_final_model_is_exactly_the_best_trial(repo: Path) -> None:
     import optuna
 
     from pipeline.config import load_params
-    from pipeline.study.objective import Objective, load_split
-    from pipeline.study.runner import write_outputs
+    from pipeline.stages.tune import write_outputs
+    from pipeline.study.objective import Objective, TrialData
 
     write_params(repo, {**FAST, "train": {"epochs": 4, "use_study_best": True}})
     params = load_params("params.yaml")
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
-    study.optimize(Objective(params, load_split("data/split")), n_trials=3)
+    study.optimize(Objective(params, TrialData.read()), n_trials=3)
     write_outputs(study, "reports/study")
     assert cli("train") == 0
     trained = read("reports/train.json")

@@ -1,5 +1,8 @@
 """Fixtures for the study tests: a tiny workspace, a private MLflow store, a private PostgreSQL.
 
+``workspace`` has no MLflow store (building one runs migrations, ~4 s): tests that track ask
+for ``mlflow_store`` too, which copies one migrated template.
+
 The PostgreSQL cluster is started once per session (initdb takes ~3 s) in a temporary folder the
 postgres user can write (the tests run as root and postgres refuses to); each test gets its own
 database. Trials train on a small synthetic split so a sweep of several processes takes seconds.
@@ -7,6 +10,7 @@ database. Trials train on a small synthetic split so a sweep of several processe
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import yaml
 
@@ -36,6 +41,8 @@ def write_split(folder: Path, seed: int = 0, m_train: int = 300, m_dev: int = 60
         X = 1.5 * np.eye(3, n_x)[y] + rng.normal(size=(m, n_x))
         np.save(folder / f"X_{part}.npy", X.astype(np.float32))
         np.save(folder / f"y_{part}.npy", y.astype(np.int64))
+    normalizer = {"mode": "none", "pixel_range": 1.0, "mean": None, "std": None, "classes": ["a", "b", "c"]}
+    (folder / "normalizer.json").write_text(json.dumps(normalizer))
 
 
 def write_params(path: Path, *, n_trials: int = 6, epochs: int = 10, pruner: str = "median", **tune: object) -> None:
@@ -104,16 +111,55 @@ class Workspace:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
-    write_split(tmp_path / "data" / "split")
-    write_params(tmp_path / "params.yaml")
-    shutil.copyfile(mlflow_template, tmp_path / "mlflow.db")
-    ws = Workspace(tmp_path)
+def workspace_root(tmp_path: Path) -> Iterator[Path]:
+    """A folder in memory (tmpfs) where there is one: each sqlite commit there costs ~3 ms, not ~25 ms
+    of fsync, and a trial commits a dozen times. The tests check the logic, not the disk."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    root = Path(tempfile.mkdtemp(prefix="pipeline-study-", dir=shm))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def workspace(workspace_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    write_split(workspace_root / "data" / "split")
+    write_params(workspace_root / "params.yaml")
+    ws = Workspace(workspace_root)
     for key in ("PIPELINE_HOME", "MLFLOW_TRACKING_URI"):
         monkeypatch.setenv(key, ws.env[key])
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(workspace_root)
     yield ws
     ws.stop_all()
+
+
+@pytest.fixture
+def mlflow_store(workspace: Workspace, mlflow_template: Path) -> str:
+    """The workspace's MLflow store (its MLFLOW_TRACKING_URI), migrated; returns the URI."""
+    shutil.copyfile(mlflow_template, workspace.root / "mlflow.db")
+    return workspace.env["MLFLOW_TRACKING_URI"]
+
+
+_storages: dict[str, optuna.storages.RDBStorage] = {}
+
+
+def study_of(url: str, base: str = "digits-mlp") -> optuna.Study | None:
+    """The newest study of a base name (``<base>-<digest>``) in storage ``url``, None if none yet.
+
+    Never creates tables itself (the launcher does, before any worker starts).
+    """
+    try:
+        if url not in _storages:
+            _storages[url] = optuna.storages.RDBStorage(url, skip_table_creation=True)
+        storage = _storages[url]
+        names = [s.study_name for s in storage.get_all_studies() if s.user_attrs.get("base_name") == base]
+    except Exception:  # the launcher is still creating the tables
+        return None
+    return optuna.load_study(study_name=names[-1], storage=storage) if names else None
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------

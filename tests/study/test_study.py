@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -14,22 +14,28 @@ from optuna.trial import FixedTrial, TrialState
 
 from pipeline.config import FloatRange, load_params
 from pipeline.errors import ConfigError, NumericalError, StorageError
-from pipeline.study import runner
-from pipeline.study.objective import Objective, load_split
+from pipeline.stages.tune import write_outputs
+from pipeline.study.config import PRUNERS, config_from_params
+from pipeline.study.launch import COUNTED, clean_up, open_sweep
+from pipeline.study.objective import Objective, TrialData, train_trial
 from pipeline.study.space import apply_params, suggest
 from pipeline.study.storage import mask_url, repo_root, resolve_url
+from pipeline.study.worker import run_worker
+from tests.study.conftest import write_params
 
 FIXED = {"learning_rate": 0.01, "n_layers": 2, "n_units": 12, "keep_prob": 0.9}
 
 
 @pytest.fixture
 def local(workspace):
-    """The workspace without MLflow: params, data and a runner config on its default sqlite file."""
+    """The workspace without MLflow, 3-epoch trials: a way to configure sweeps on its default sqlite file."""
+    write_params(workspace.root / "params.yaml", epochs=3)
     params = load_params(workspace.root / "params.yaml")
-    cfg = runner.config_from_params(
-        params, workspace.root / "params.yaml", tracking=False, heartbeat_interval=1, grace_period=3
-    )
-    return params, cfg
+
+    def configure(**tune):
+        return config_from_params(params, tracking=False, heartbeat_interval=1, grace_period=3, **tune)
+
+    return configure
 
 
 def test_suggest_gives_every_key_and_l2_off_means_zero(workspace):
@@ -69,7 +75,7 @@ def test_suggest_stays_inside_the_space(workspace):
 def test_objective_records_errors_and_epochs(workspace):
     params = load_params("params.yaml")
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
-    study.optimize(Objective(params, load_split("data/split")), n_trials=2)
+    study.optimize(Objective(params, TrialData.read()), n_trials=2)
     for t in study.trials:
         assert t.state == TrialState.COMPLETE
         assert t.value == t.user_attrs["dev_error"] and 0 <= t.value <= 1
@@ -85,7 +91,7 @@ def test_a_diverging_trial_ends_with_its_cause_and_the_study_goes_on(workspace):
     train = dataclasses.replace(params.train, optimizer="gd")
     params = dataclasses.replace(params, train=train, tune=dataclasses.replace(params.tune, space=space))
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
-    study.optimize(Objective(params, load_split("data/split")), n_trials=4)
+    study.optimize(Objective(params, TrialData.read()), n_trials=4)
     assert len(study.trials) == 4 and all(t.state != TrialState.FAIL for t in study.trials)
     diverged = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert diverged
@@ -99,10 +105,10 @@ def test_the_pruner_named_in_params_prunes_on_dev_cost(workspace):
     params = load_params("params.yaml")
     kinds = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner}
     for name, kind in {**kinds, "none": optuna.pruners.NopPruner}.items():
-        assert isinstance(runner.PRUNERS[name](params), kind)
+        assert isinstance(PRUNERS[name](params), kind)
     for name in kinds:  # each prunes some trials of a small seeded study, and completes others
-        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), pruner=runner.PRUNERS[name](params))
-        study.optimize(Objective(params, load_split("data/split")), n_trials=14)
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), pruner=PRUNERS[name](params))
+        study.optimize(Objective(params, TrialData.read()), n_trials=14)
         states = {t.state for t in study.trials}
         assert {TrialState.PRUNED, TrialState.COMPLETE} <= states, name
         pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
@@ -111,42 +117,49 @@ def test_the_pruner_named_in_params_prunes_on_dev_cost(workspace):
 
 
 def test_cap_is_total_and_a_rerun_resumes(local):
-    params, cfg = local
-    study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=3), params)
-    assert runner.run_worker(cfg) == 3
+    configure = local
+    cfg = configure(n_trials=3)
+    study, state = open_sweep(cfg)
+    assert run_worker(cfg, state) == 3
     # A rerun with a higher cap runs only the missing trials, continuing the numbering.
-    study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=5), params, resume=True)
-    assert cfg.counted_at_start == 3
-    assert runner.run_worker(cfg) == 2
+    cfg = configure(n_trials=5)
+    study, state = open_sweep(cfg, resume=True)
+    assert state.counted_at_start == 3 and not state.complete
+    assert run_worker(cfg, state) == 2
     # At the cap, a rerun runs nothing.
-    study, cfg = runner.prepare(cfg, params, resume=True)
-    assert runner.run_worker(cfg) == 0
-    assert [t.number for t in study.get_trials(states=runner.COUNTED)] == [0, 1, 2, 3, 4]
+    study, state = open_sweep(cfg, resume=True)
+    assert state.complete and run_worker(cfg, state) == 0
+    assert [t.number for t in study.get_trials(states=COUNTED)] == [0, 1, 2, 3, 4]
     assert len(study.trials) == 5
 
 
 def test_resume_flags_guard_against_mistakes(local):
-    params, cfg = local
+    configure = local
+    cfg = configure()
     with pytest.raises(StorageError, match="drop --resume"):  # no storage file yet
-        runner.prepare(cfg, params, resume=True)
-    runner.prepare(dataclasses.replace(cfg, study_name="other"), params)
+        open_sweep(cfg, resume=True)
+    open_sweep(configure(study_name="other"))
     with pytest.raises(ConfigError, match="drop --resume"):  # a storage, but not this study
-        runner.prepare(cfg, params, resume=True)
-    _, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=1), params, resume=False)
-    runner.run_worker(cfg)
+        open_sweep(cfg, resume=True)
+    cfg = configure(n_trials=1)
+    _, state = open_sweep(cfg, resume=False)
+    run_worker(cfg, state)
     with pytest.raises(ConfigError, match="pass --resume"):
-        runner.prepare(cfg, params, resume=False)
+        open_sweep(cfg, resume=False)
 
 
 def test_outputs_feed_the_train_stage(local, tmp_path):
-    params, cfg = local
-    study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=4, pruner="none"), params)
-    runner.run_worker(cfg)
-    path = runner.write_outputs(study, tmp_path / "reports" / "study")
+    configure = local
+    cfg = configure(n_trials=4, pruner="none")
+    study, state = open_sweep(cfg)
+    run_worker(cfg, state)
+    path = write_outputs(study, tmp_path / "reports" / "study")
     best = json.loads(path.read_text())
-    assert best["study_name"] == cfg.study_name
+    assert best["study_name"] == state.study_name == f"{cfg.params.tune.study_name}-{state.digest}"
+    assert best["fingerprint"] == state.digest
     assert best["value"] == study.best_value and best["trial_number"] == study.best_trial.number
-    trained = apply_params(params, best["params"])  # the train stage's one way in
+    assert best["seed_trial"] == best["trial_number"]  # not a retry: its own stream
+    trained = apply_params(cfg.params, best["params"])  # the train stage's one way in
     assert trained.train.learning_rate == study.best_trial.params["learning_rate"]
     rows = list(csv.DictReader((path.parent / "trials.csv").open()))
     assert [int(r["number"]) for r in rows] == [t.number for t in study.trials]
@@ -157,18 +170,22 @@ def test_no_completed_trial_is_a_numerical_error(tmp_path):
     study = optuna.create_study()
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
     with pytest.raises(NumericalError, match="no completed trial"):
-        runner.write_outputs(study, tmp_path)
+        write_outputs(study, tmp_path)
     assert not (tmp_path / "best_params.json").exists()
 
 
 def test_a_killed_trial_without_heartbeat_is_failed_and_rerun(local):
     """A trial created but never started (worker killed in between) must not block the cap."""
-    params, cfg = local
-    study, cfg = runner.prepare(dataclasses.replace(cfg, n_trials=2, pruner="none"), params)
+    configure = local
+    cfg = configure(n_trials=2, pruner="none")
+    study, state = open_sweep(cfg)
     with pytest.warns(UserWarning, match="Heartbeat"):
         study.ask()  # RUNNING, no heartbeat, no "worker" attribute
-    time.sleep(cfg.grace_period + 0.5)
-    assert runner.run_worker(cfg) == 2
+    clean_up(study, cfg, mlflow=False)  # within the grace period: still counted as alive
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING]
+    later = datetime.now() + timedelta(seconds=cfg.grace_period + 1)
+    clean_up(study, cfg, mlflow=False, now=lambda: later)  # as a worker sees it once the grace period passed
+    assert run_worker(cfg, state) == 2
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
 
@@ -188,9 +205,14 @@ def test_storage_urls(monkeypatch, tmp_path):
 def test_bad_sweep_options_are_config_errors(workspace):
     params = load_params("params.yaml")
     with pytest.raises(ConfigError, match="pruner"):
-        runner.config_from_params(params, "params.yaml", pruner="sometimes")
+        config_from_params(params, pruner="sometimes")
     with pytest.raises(ConfigError, match="workers"):
-        runner.config_from_params(params, "params.yaml", n_workers=0)
+        config_from_params(params, n_workers=0)
+    with pytest.raises(ConfigError, match=r"tune\.timeout"):  # checked by TuneParams, as in params.yaml
+        config_from_params(params, timeout=-1.0)
+    with pytest.raises(ConfigError, match="threads"):
+        config_from_params(params, threads=0)
+    assert config_from_params(params, n_trials=7).params.tune.n_trials == 7
 
 
 def test_a_changed_search_space_on_an_old_study_is_a_config_error(workspace):
@@ -198,14 +220,12 @@ def test_a_changed_search_space_on_an_old_study_is_a_config_error(workspace):
     wide = dataclasses.replace(params.tune.space, optimizer=("adam", "momentum"))
     study = optuna.create_study()
     study.optimize(
-        Objective(
-            dataclasses.replace(params, tune=dataclasses.replace(params.tune, space=wide)), load_split("data/split")
-        ),
+        Objective(dataclasses.replace(params, tune=dataclasses.replace(params.tune, space=wide)), TrialData.read()),
         n_trials=1,
     )
     narrow = dataclasses.replace(params.tune.space, optimizer=("adam",))
     objective = Objective(
-        dataclasses.replace(params, tune=dataclasses.replace(params.tune, space=narrow)), load_split("data/split")
+        dataclasses.replace(params, tune=dataclasses.replace(params.tune, space=narrow)), TrialData.read()
     )
     with pytest.raises(ConfigError, match=r"new tune\.study_name"):
         study.optimize(objective, n_trials=1)
@@ -225,6 +245,37 @@ def test_each_trial_limits_blas_threads(workspace, monkeypatch):
     monkeypatch.setattr(nn, "fit", spy)
     params = load_params("params.yaml")
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
-    study.optimize(Objective(params, load_split("data/split")), n_trials=1)  # digits-size: one thread
-    study.optimize(Objective(params, load_split("data/split"), threads=2), n_trials=1)  # as the sweep asks
+    study.optimize(Objective(params, TrialData.read()), n_trials=1)  # digits-size: one thread
+    study.optimize(Objective(params, TrialData.read(), threads=2), n_trials=1)  # as the sweep asks
     assert seen == [1, 2]
+
+
+def test_a_retried_trial_trains_with_the_original_trials_stream(workspace):
+    """The heartbeat's retry copy (system attr failed_trial) seeds from the original trial's number."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    write_params(workspace.root / "params.yaml", epochs=3)
+    params = load_params("params.yaml")
+
+    def local(**tune):
+        return config_from_params(params, tracking=False, **tune)
+
+    cfg = local(n_trials=1, pruner="none")
+    study, state = open_sweep(cfg)
+    run_worker(cfg, state)
+    original = study.trials[0]
+    RetryHeartbeatStaleTrialCallback()(study, original)  # what the heartbeat does for a dead worker's trial
+    cfg = local(n_trials=2, pruner="none")
+    study, state = open_sweep(cfg, resume=True)
+    assert run_worker(cfg, state) == 1
+    retry = study.trials[1]
+    assert retry.system_attrs["failed_trial"] == 0 and retry.params == original.params
+    assert retry.user_attrs["seed_trial"] == 0 and original.user_attrs["seed_trial"] == 0
+    assert retry.value == original.value and retry.user_attrs["dev_cost"] == original.user_attrs["dev_cost"]
+    # The same configuration with its own number's stream trains another network.
+    values = retry.user_attrs["values"]
+    own = train_trial(apply_params(cfg.params, values), TrialData.read(), retry.number)
+    again = train_trial(apply_params(cfg.params, values), TrialData.read(), 0)
+    assert again["dev_cost"] == original.user_attrs["dev_cost"] and own["dev_cost"] != again["dev_cost"]
+    best = json.loads(write_outputs(study, "reports/study").read_text())
+    assert best["seed_trial"] == 0

@@ -6,32 +6,26 @@ import csv
 import json
 import os
 import signal
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import tracking
-from pipeline.study.runner import COUNTED
-from tests.study.conftest import Workspace, wait_for, write_params, write_split
+from pipeline.config import load_params
+from pipeline.study.launch import COUNTED
+from pipeline.study.objective import TrialData, train_trial
+from pipeline.study.space import apply_params
+from tests.study.conftest import Workspace, study_of, wait_for, write_params, write_split
 
-STUDY = "digits-mlp"  # tune.study_name in params.yaml
 FAST_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "4")
 
-pytestmark = pytest.mark.slow
-
-
-_storages: dict[str, optuna.storages.RDBStorage] = {}
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mlflow_store")]
 
 
 def read_study(url: str) -> optuna.Study | None:
-    """The study, or None while the launcher is still creating it (never creates tables itself)."""
-    try:
-        if url not in _storages:
-            _storages[url] = optuna.storages.RDBStorage(url, skip_table_creation=True)
-        return optuna.load_study(study_name=STUDY, storage=_storages[url])
-    except Exception:
-        return None
+    """The sweep's study (tune.study_name plus its fingerprint), or None while the launcher creates it."""
+    return study_of(url)
 
 
 def running_trial(url: str, max_epochs: int = 20) -> FrozenTrial | None:
@@ -45,9 +39,15 @@ def running_trial(url: str, max_epochs: int = 20) -> FrozenTrial | None:
     return None
 
 
-def trial_runs(ws: Workspace) -> dict[str, tracking.mlflow.entities.Run]:
-    client = tracking.MlflowClient(ws.env["MLFLOW_TRACKING_URI"])
-    experiment = client.get_experiment_by_name(STUDY)
+def mlflow_client(ws: Workspace) -> Any:
+    from pipeline import tracking  # mlflow takes ~1.5 s to import: not while collecting the fast suite
+
+    return tracking.MlflowClient(ws.env["MLFLOW_TRACKING_URI"])
+
+
+def trial_runs(ws: Workspace, study: optuna.Study) -> dict[str, Any]:
+    client = mlflow_client(ws)
+    experiment = client.get_experiment_by_name(study.study_name)  # one experiment per study
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     return {r.info.run_id: r for r in runs if r.info.run_name.startswith("trial-")}
 
@@ -67,7 +67,7 @@ def test_three_workers_on_postgres_reach_exactly_the_cap(workspace, pg_url):
     trials = study.get_trials()
     assert len(study.get_trials(states=COUNTED)) == 9
     assert sorted(t.number for t in trials) == list(range(9))  # no duplicates, and no surplus trial
-    runs = trial_runs(workspace)
+    runs = trial_runs(workspace, study)
     run_ids = [t.user_attrs["mlflow_run_id"] for t in trials]
     assert sorted(run_ids) == sorted(runs)  # exactly one MLflow run per trial
     for t in trials:
@@ -97,10 +97,16 @@ def test_a_killed_worker_trial_fails_and_its_parameters_are_retried(workspace, r
     assert retries[0].params == killed.params
     assert len(study.get_trials(states=COUNTED)) == 3
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
-    runs = trial_runs(workspace)
+    runs = trial_runs(workspace, study)
     assert runs[killed.user_attrs["mlflow_run_id"]].info.status == "FAILED"
     assert runs[retries[0].user_attrs["mlflow_run_id"]].info.status == "FINISHED"
     assert runs[retries[0].user_attrs["mlflow_run_id"]].data.tags["optuna.retry_of"] == str(victim.number)
+    # The retry trained exactly like the original would have: its configuration, its random stream.
+    assert retries[0].user_attrs["seed_trial"] == victim.number
+    params = apply_params(load_params(workspace.root / "params.yaml"), killed.user_attrs["values"])
+    original = train_trial(params, TrialData.read(workspace.root), victim.number, threads=1)
+    assert retries[0].value == original["dev_error"]
+    assert retries[0].user_attrs["dev_cost"] == original["dev_cost"]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -121,15 +127,13 @@ def test_ctrl_c_marks_the_trial_exits_130_and_the_next_sweep_resumes(workspace, 
     states = [(t.number, t.state.name, t.user_attrs.get("cause"), len(t.intermediate_values)) for t in study.trials]
     assert victim.number in [t.number for t in interrupted], (out, victim.number, states)  # lands at its next epoch
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
-    runs = trial_runs(workspace)
+    runs = trial_runs(workspace, study)
     for t in interrupted:
         assert t.user_attrs["cause"] == "interrupted"
         if "mlflow_run_id" in t.user_attrs:  # absent when interrupted before its run was opened
             assert runs[t.user_attrs["mlflow_run_id"]].info.status == "KILLED"
     assert all(r.info.status != "RUNNING" for r in runs.values())
-    parent = tracking.MlflowClient(workspace.env["MLFLOW_TRACKING_URI"]).get_run(
-        study.user_attrs["mlflow_parent_run_id"]
-    )
+    parent = mlflow_client(workspace).get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.info.status == "KILLED"  # the interrupted sweep's parent run is not FINISHED
 
     result = workspace.run("sweep", "--resume", "--workers", str(workers), *FAST_HEARTBEAT)
