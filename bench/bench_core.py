@@ -9,6 +9,10 @@ Three implementations train the same architecture on the same data in one run:
   alpha = l2_lambda, float32 data so it computes in float32, ``shuffle=False``).
 - ``floor``: only the matrix products one training step needs (forward Z = W A, backward
   dW = dZ A.T and dA = W.T dZ for layers >= 2), into preallocated arrays.
+- ``core-nohealth`` (not run by default): ``core`` with the per-layer health numbers off
+  (``fit(_health=False)``). They are computed once per epoch, so only the epoch-level
+  ``EpochLog.seconds`` can see them (a median step cannot); the report then gives the median over
+  repeats of core / core-nohealth from those numbers.
 
 Timing follows docs/performance-anchors.md: s/epoch = median step time x steps per epoch, for
 all three. Implementations are interleaved inside each repeat, every repeat is run at each
@@ -22,6 +26,8 @@ core's numbers include that work; the others' do not. Full-batch workloads do no
     .venv/bin/python bench/bench_core.py                      # all workloads, float32, 3 repeats
     .venv/bin/python bench/bench_core.py --quick              # smoke test on shrunk workloads
     .venv/bin/python bench/bench_core.py --workloads digits --threads 1 --json out.json
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_core.py --workloads wide --threads 1 \
+        --impls core,core-nohealth                          # the cost of the health numbers
 
 Progress goes to stderr, the markdown report to stdout.
 """
@@ -111,10 +117,11 @@ def make_data(w: Workload, dtype: str) -> tuple[np.ndarray, np.ndarray]:
 # --- the three implementations; each returns (s/epoch, train accuracy or None) --------------------
 
 
-def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> tuple[float, float | None]:
+def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: bool = True) -> tuple[float, float | None]:
     """Median step x steps, from a timestamp at every optimizer step of the real ``fit``.
 
     The per-epoch ``EpochLog.seconds`` (whole epochs, bursts included) go to ``EPOCH_SECONDS``.
+    ``health=False``: without the per-layer health numbers (``fit``'s private switch).
     """
     arch = Architecture(w.layers, dtype=dtype)
     hp = FitOptions(learning_rate=w.lr, epochs=w.epochs, batch_size=w.batch, optimizer="gd", l2_lambda=L2)
@@ -132,7 +139,7 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> tuple[fl
     original = train.OPTIMIZERS
     train.OPTIMIZERS = {**original, "gd": TimedGD}
     try:  # X.T: (n_x, m), Fortran-ordered, as the pipeline passes it
-        result = fit(X.T, y, arch, hp, seed=0, callbacks=[record])
+        result = fit(X.T, y, arch, hp, seed=0, callbacks=[record], _health=health)
     finally:
         train.OPTIMIZERS = original
     EPOCH_SECONDS.append(statistics.median(epochs[1:] or epochs))
@@ -209,7 +216,9 @@ IMPLS: dict[str, Callable[[Workload, np.ndarray, np.ndarray, str], tuple[float, 
     "floor": time_floor,
     "core": time_core,
     "sklearn": time_sklearn,
+    "core-nohealth": functools.partial(time_core, health=False),
 }
+DEFAULT_IMPLS = "floor,core,sklearn"
 
 
 # --- noise: CPU used by other processes during a run ---------------------------------------------
@@ -264,6 +273,25 @@ def measure(fn: Callable[[], tuple[float, float | None]], retries: int) -> tuple
 # --- main ------------------------------------------------------------------------------------------
 
 
+def print_health_cost(runs: list[dict], names: list[str], thread_counts: list[int]) -> None:
+    """Median over repeats of core / core-nohealth, per workload and thread count."""
+    print("\n| workload | threads | s/epoch with health (EpochLog, median) | without | ratio | ratio per repeat |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name in names:
+        for threads in thread_counts:
+
+            def epochs(impl: str, name: str = name, threads: int = threads) -> list[float]:
+                picked = [r for r in runs if (r["workload"], r["impl"], r["threads"]) == (name, impl, threads)]
+                return [r["epoch_log_seconds"] for r in sorted(picked, key=lambda r: r["repeat"])]
+
+            on, off = epochs("core"), epochs("core-nohealth")
+            ratios = [a / b for a, b in zip(on, off, strict=True)]
+            print(
+                f"| {name} | {threads} | {fmt_seconds(statistics.median(on))} | {fmt_seconds(statistics.median(off))} "
+                f"| {statistics.median(on) / statistics.median(off):.3f} | {', '.join(f'{r:.3f}' for r in ratios)} |"
+            )
+
+
 def blas_kernels() -> set[str]:
     return {pool.get("architecture", "?") for pool in threadpool_info() if pool["user_api"] == "blas"}
 
@@ -278,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeats", type=int, default=3, help="best of this many interleaved repeats")
     parser.add_argument("--threads", default=f"1,{os.cpu_count()}", help="BLAS thread counts to try")
-    parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated: floor,core,sklearn")
+    parser.add_argument("--impls", default=DEFAULT_IMPLS, help=f"comma-separated, from {', '.join(IMPLS)}")
     parser.add_argument("--retries", type=int, default=2, help="redo a run this often while others are busy")
     parser.add_argument("--quick", action="store_true", help="shrunk workloads, 1 repeat: a smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
@@ -292,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown workload(s) {unknown}; choose from {', '.join(table)}")
     thread_counts = sorted({int(t) for t in args.threads.split(",")})
     impls = args.impls.split(",")
+    if unknown := [i for i in impls if i not in IMPLS]:
+        parser.error(f"unknown impl(s) {unknown}; choose from {', '.join(IMPLS)}")
 
     runs: list[dict] = []
     load_start = os.getloadavg()
@@ -307,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(
                         dict(workload=name, impl=impl, threads=threads, repeat=repeat, seconds=seconds,
                              accuracy=accuracy, others=others, attempts=attempts, load1=os.getloadavg()[0],
-                             epoch_log_seconds=EPOCH_SECONDS[-1] if impl == "core" else None)
+                             epoch_log_seconds=EPOCH_SECONDS[-1] if impl.startswith("core") else None)
                     )  # fmt: skip
                     log(f"{name:10s} {impl:8s} thr={threads} rep={repeat}: {fmt_seconds(seconds)}/epoch, "
                         f"others {others:.2f} cores, {attempts} run(s)")  # fmt: skip
@@ -367,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{TARGETS.get(workload, '')} | {sk['seconds'] / core['seconds']:.2f} | "
                 f"{reference(workload, 'sklearn') / core['seconds']:.2f} |"
             )
+    if "core" in impls and "core-nohealth" in impls:
+        print_health_cost(runs, names, thread_counts)
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump(dict(args=vars(args), runs=runs, load_start=load_start), f, indent=1)

@@ -17,7 +17,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.nn.network import Architecture, Weights, backward, compute_cost, encode_labels, forward, initialize
+from pipeline.nn.network import (
+    Architecture,
+    Weights,
+    backward,
+    compute_cost,
+    encode_labels,
+    forward,
+    initialize,
+    l2_penalty,
+)
 
 KINKED = ("relu", "leaky_relu")  # hidden activations whose derivative jumps at Z = 0
 CHECK_BIAS_RANGE = (0.1, 0.5)  # |b| of check_weights' biases: pre-activations well away from 0
@@ -57,9 +66,11 @@ def gradient_check(
 ) -> float:
     """Relative difference ||g_num - g|| / (||g_num|| + ||g||) of backprop against finite differences.
 
-    Dropout is off; the L2 term is in both the cost and the gradient. ``n_checks``: compare that
-    many parameters drawn at random (seeded by ``seed``) instead of all of them, so that a large
-    network checks in a fraction of a second. Parameters whose finite difference crosses a ReLU
+    Dropout is off; the L2 term is in both the cost and the gradient (in the cost differences, as
+    the perturbed weight's own term: the others cancel). ``n_checks``: compare that many
+    parameters drawn at random (seeded by ``seed``) instead of all, so that a large network checks
+    in a fraction of a second (a 1.7M-parameter one, 8 examples, 50 checks: 0.7 s on one busy
+    core: two forward passes per checked parameter). Parameters whose finite difference crosses a ReLU
     or leaky-ReLU kink are skipped (module docstring); ValueError if that leaves none to compare.
     ``weights`` is not modified. Floor: at epsilon = 1e-7 float64 rounding leaves each difference
     quotient about 1e-16 * cost / epsilon off, so a network whose gradient norm is near 1e-2 (a
@@ -90,7 +101,11 @@ def gradient_check(
         for step in (epsilon, -epsilon):
             flat[index] = original + step
             ZL_shifted, shifted = forward(X, work, arch)
-            costs.append(compute_cost(ZL_shifted, Y, arch, work, l2_lambda))
+            # The L2 term changes only by the perturbed parameter's own square, so that is the part
+            # evaluated: re-summing every square would bury a 1e-7 change under the rounding of a sum
+            # of millions (2.7e-7 instead of 4e-8 measured on a 3072-512-256-1 network, 100 checks).
+            own = {key: flat[index : index + 1]}  # l2_penalty skips biases by their name, as in the cost
+            costs.append(compute_cost(ZL_shifted, Y, arch, work) + l2_penalty(own, l2_lambda, X.shape[1]))
             # zip stops at the hidden layers' caches (signs is empty for smooth activations)
             crossed = crossed or any(not np.array_equal(c.Z > 0, s) for c, s in zip(shifted, signs, strict=False))
         flat[index] = original

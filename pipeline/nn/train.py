@@ -166,8 +166,7 @@ def fit(
                 dev_error = float(np.mean(labels_from_logits(ZL_dev, arch) != y_dev))
                 if not math.isfinite(dev_cost):
                     raise Diverged(epoch, dev_cost)
-            # each step's J_b with its own m_b (network.py's L2 convention), averaged over the examples:
-            # sum_b m_b (CE_b + lambda/(2 m_b) S) / m = mean CE + steps * lambda/(2m) S
+            # the mean over the examples of their step's cost (L2 convention: network.py, beside l2_penalty)
             train_cost = cost_sum / m + steps * l2_penalty(weights, hp.l2_lambda, m)
             log = EpochLog(epoch, train_cost, dev_cost, dev_error, learning_rate, seconds, health)
             result.history.append(log)

@@ -46,6 +46,15 @@ def test_passes_on_a_random_subset_of_parameters(activation: str) -> None:
         assert gradient_check(X, y, w, arch, 0.3, n_checks=25, seed=seed) < 1e-7
 
 
+@pytest.mark.parametrize("dims", [(1000, 300, 1), (784, 256, 10)])
+def test_a_larger_network_with_l2_passes_on_a_subset(dims: tuple[int, ...]) -> None:
+    # Re-summing all ~300 thousand squares of the L2 term in every cost read 1.3e-6 and 7e-7 here.
+    rng = np.random.default_rng(0)
+    arch = Architecture(dims, "relu", "he")
+    X, y = rng.standard_normal((dims[0], 8)), rng.integers(0, arch.n_classes, 8)
+    assert gradient_check(X, y, check_weights(arch, rng), arch, l2_lambda=1.0, n_checks=40) < 1e-7
+
+
 def test_a_subset_costs_two_forward_passes_per_checked_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
     arch, X, y, w = problem("relu", 3, 0, hidden=(256, 128))  # 35 thousand parameters
     calls = []
