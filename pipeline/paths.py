@@ -14,7 +14,8 @@ from pathlib import Path
 
 # --- data -----------------------------------------------------------------------------------------
 RAW_DIR = Path("data/raw")  # bring-your-own data: data.path, data.test_path live here
-PREPARED_DIR = Path("data/prepared")  # X.npy (m, n_x) raw rows, y.npy, meta.json
+PREPARED_DIR = Path("data/prepared")  # X.npy (m, n_x) raw rows, y.npy, meta.json, origin.npy (with a target)
+PREPARED_X = PREPARED_DIR / "X.npy"
 SPLIT_DIR = Path("data/split")  # X_<split>.npy, y_<split>.npy, normalizer.json
 NORMALIZER = SPLIT_DIR / "normalizer.json"  # fitted statistics, class names, image shape, source
 SPLIT_REPORT = Path("reports/split.json")  # sizes, class balance, duplicates

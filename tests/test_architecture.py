@@ -122,11 +122,11 @@ def test_choice_lists_are_declared_once_and_the_tables_match() -> None:
     """config's Literal types are built from its tuples; every implementing table has exactly those keys."""
     from pipeline.data import normalize, sources
     from pipeline.nn import activations, network, optim
-    from pipeline.study import pruners
+    from pipeline.study import config as study_config
 
     assert _literal_choices(config.Activation) == set(config.ACTIVATIONS) == set(activations.ACTIVATIONS)
     assert _literal_choices(config.Optimizer) == set(config.OPTIMIZERS) == set(optim.OPTIMIZERS)
     assert _literal_choices(config.Init) == set(config.INITS) == set(network.INITIALIZERS)
-    assert _literal_choices(config.Pruner) == set(config.PRUNERS) == set(pruners.PRUNERS)
+    assert _literal_choices(config.Pruner) == set(config.PRUNERS) == set(study_config.PRUNERS)
     assert _literal_choices(config.NormalizeMode) == set(config.NORMALIZE_MODES) == set(normalize.MODES)
     assert _literal_choices(config.Source) == set(config.SOURCES) == set(sources.LOADERS)

@@ -46,9 +46,11 @@ def _module_file(name: str) -> Path | None:
 
 
 def _imported(path: Path) -> set[str]:
-    """Every pipeline module a file imports anywhere, or names as ``python -m`` target."""
+    """Every pipeline module a file imports anywhere, names as ``python -m`` target, or names as a
+    sibling source file (``Path(__file__).with_name("mlflow_model.py")``: code it ships)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
+    here = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
@@ -57,6 +59,13 @@ def _imported(path: Path) -> set[str]:
             found |= {f"{node.module}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("pipeline."):
             found.add(node.value)  # e.g. [sys.executable, "-m", "pipeline.study.worker"]
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.endswith(".py")
+            and (path.parent / node.value).is_file()
+        ):
+            found.add(f"{here}.{node.value[:-3]}")
     return {m for m in found if m.startswith("pipeline") and _module_file(m) is not None}
 
 

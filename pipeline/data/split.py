@@ -11,10 +11,9 @@ import numpy as np
 from pipeline.config import SplitParams
 from pipeline.data.normalize import chunk_rows
 from pipeline.errors import DataError
+from pipeline.paths import SPLITS
 
-__all__ = ["SPLITS", "content_keys", "find_duplicates", "row_hashes", "split_rows", "stratified_split", "target_split"]
-
-SPLITS = ("train", "dev", "test", "train_dev")
+__all__ = ["content_keys", "find_duplicates", "row_hashes", "split_rows", "stratified_split", "target_split"]
 
 
 def stratified_split(

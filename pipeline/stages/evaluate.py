@@ -15,11 +15,10 @@ import numpy as np
 
 from pipeline import nn
 from pipeline.data.models import load_model
-from pipeline.data.split import SPLITS
 from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_json
-from pipeline.paths import CONFUSION, METRICS, MODEL_STEM
+from pipeline.paths import CONFUSION, METRICS, MODEL_STEM, SPLITS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

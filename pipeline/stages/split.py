@@ -15,10 +15,10 @@ import numpy as np
 
 from pipeline.config import Params, load_params
 from pipeline.data.normalize import Normalizer, chunk_rows
-from pipeline.data.split import SPLITS, find_duplicates, split_rows
+from pipeline.data.split import find_duplicates, split_rows
 from pipeline.data.store import load_origin, load_prepared
 from pipeline.io import atomic_dir, atomic_save_npy, atomic_write_json
-from pipeline.paths import SPLIT_DIR, SPLIT_REPORT
+from pipeline.paths import SPLIT_DIR, SPLIT_REPORT, SPLITS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ from pipeline.data.models import save_model
 from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError, NumericalError
 from pipeline.io import atomic_write_json, read_json
-from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_DIR
+from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_X
 from pipeline.paths import TRAIN_HEALTH as HEALTH
 from pipeline.paths import TRAIN_HISTORY as HISTORY
 from pipeline.paths import TRAIN_METRICS as METRICS
@@ -76,7 +76,7 @@ def log_model(params: Params, metrics: dict[str, Any], root: Path = Path("."), f
 
     best = read_json(root / BEST_PARAMS) if (root / BEST_PARAMS).exists() else {}
     study = best.get("study_name") or params.tune.study_name
-    raw = np.asarray(np.load(root / PREPARED_DIR / "X.npy", mmap_mode="r")[:5])  # raw rows set the input schema
+    raw = np.asarray(np.load(root / PREPARED_X, mmap_mode="r")[:5])  # raw rows set the input schema
     return tracking.log_final_model(
         root / MODEL_STEM,
         params.tracking.model_name,
