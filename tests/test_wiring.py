@@ -162,6 +162,7 @@ def recording_params_reads() -> Iterator[set[str]]:
     prefixes = _section_prefixes()
     originals = {cls: cls.__getattribute__ for cls in prefixes}
     copying = [False]
+    # Building, validating or printing a config is not reading it.
     quiet = ("__post_init__", "__eq__", "__repr__", "__hash__")
 
     def make(prefix: str):

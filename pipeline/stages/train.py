@@ -75,7 +75,8 @@ def log_model(params: Params, metrics: dict[str, Any], root: Path = Path("."), f
     from pipeline import tracking  # imports mlflow (~1.5 s): only when tracking is on
 
     best = read_json(root / BEST_PARAMS) if (root / BEST_PARAMS).exists() else {}
-    study = best.get("study_name") or params.tune.study_name
+    base = params.tune.study_name  # a study named <base>-<fingerprint> in best_params.json
+    study = best.get("study_name") or base
     raw = np.asarray(np.load(root / PREPARED_X, mmap_mode="r")[:5])  # raw rows set the input schema
     return tracking.log_final_model(
         root / MODEL_STEM,

@@ -33,8 +33,9 @@ def apply_params(base: Params, values: Mapping[str, Any]) -> Params:
         )
     model = base.model
     if "n_layers" in values or "n_units" in values:
-        n_layers = int(values.get("n_layers", len(model.hidden_layers)))
-        n_units = int(values.get("n_units", model.hidden_layers[0] if model.hidden_layers else 1))
+        # model.hidden_layers is read only for a key the trial lacks: a study's networks do not depend on it
+        n_layers = int(values["n_layers"] if "n_layers" in values else len(model.hidden_layers))
+        n_units = int(values["n_units"] if "n_units" in values else (model.hidden_layers or (1,))[0])
         model = replace(model, hidden_layers=(n_units,) * n_layers)  # one width for every hidden layer
     train = replace(base.train, **{k: values[k] for k in TRAIN_KEYS if k in values})
     return replace(base, model=model, train=train)
