@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("pipeline.stages.evaluate", "score the final network once on the test split"),
     "report": ("pipeline.stages.report", "write the bias/variance diagnosis report"),
     "gradcheck": ("pipeline.stages.gradcheck", "check backprop gradients against finite differences"),
+    "ui": ("pipeline.stages.ui", "browse the study's runs in the MLflow UI on 127.0.0.1"),
 }
 
 
