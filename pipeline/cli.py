@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     top, rest = parser.parse_known_args(argv)
+    top.verbose = top.verbose or "--verbose" in rest  # also accepted after the command
     with quiet_third_party(top.verbose):  # from the import on: libraries warn as they load, too
         return _run(top, rest)
 
@@ -74,6 +75,7 @@ def _run(top: argparse.Namespace, rest: list[str]) -> int:
     description = first_paragraph(module.__doc__) or COMMANDS[top.command][1]
     sub = argparse.ArgumentParser(prog=f"pipeline {top.command}", description=description)
     sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub.add_argument("--verbose", action="store_true", help="also show third-party output (as before the command)")
     module.configure(sub)
     args = sub.parse_args(rest)
     args.debug, args.verbose = top.debug, top.verbose

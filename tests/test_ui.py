@@ -6,6 +6,7 @@ through the real command line, then open the UI that ``pipeline ui`` starts in h
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import logging
@@ -99,6 +100,26 @@ def test_verbose_leaves_third_party_output_alone(monkeypatch: pytest.MonkeyPatch
             assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
             warnings.warn_explicit("few trials", UserWarning, "evaluator.py", 353, module="optuna.importance")
     assert [str(w.message) for w in shown] == ["few trials"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [(["gradcheck"], False), (["--verbose", "gradcheck"], True), (["gradcheck", "--verbose"], True)],
+)
+def test_verbose_before_or_after_the_command_turns_the_quieting_off(
+    argv: list[str], verbose: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = []
+
+    @contextlib.contextmanager
+    def recording(flag: bool) -> Iterator[None]:
+        seen.append(flag)
+        yield
+
+    monkeypatch.setattr(cli, "quiet_third_party", recording)
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    assert seen == [verbose]
 
 
 # --- pipeline ui: the parts ------------------------------------------------------------------------
@@ -226,7 +247,7 @@ def test_tune_and_train_with_tracking_print_no_third_party_lines(study_home: dic
         noisy = [line for line in text.splitlines() if NOISE.search(line)]
         assert not noisy, f"{stage}: {noisy}"
     # The noise is real: --verbose shows MLflow's artifact progress bars again.
-    verbose = _pipeline(study_home["root"], "--verbose", "train")
+    verbose = _pipeline(study_home["root"], "train", "--verbose")  # accepted after the command too
     assert verbose.returncode == 0 and "it/s" in verbose.stdout, verbose.stdout
 
 
