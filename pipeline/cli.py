@@ -12,6 +12,7 @@ import os
 import sys
 
 from pipeline import __version__
+from pipeline.console import first_paragraph, quiet_third_party
 from pipeline.errors import DataError, NumericalError, PipelineError
 
 # name -> (module, one-line help)
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("pipeline.stages.evaluate", "score the final network once on the test split"),
     "report": ("pipeline.stages.report", "write the bias/variance diagnosis report"),
     "gradcheck": ("pipeline.stages.gradcheck", "check backprop gradients against finite differences"),
+    "ui": ("pipeline.stages.ui", "browse the study's runs in the MLflow UI on 127.0.0.1"),
 }
 
 
@@ -44,9 +46,15 @@ def exit_code(error: BaseException) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.splitlines()[0])
+    # Help text comes from docstrings, written in reST: shown as plain text (no ``literal`` marks).
+    parser = argparse.ArgumentParser(prog="pipeline", description=first_paragraph(__doc__))
     parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show third-party output: MLflow progress bars, INFO lines, warnings",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -57,12 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     top, rest = parser.parse_known_args(argv)
+    top.verbose = top.verbose or "--verbose" in rest  # also accepted after the command
+    with quiet_third_party(top.verbose):  # from the import on: libraries warn as they load, too
+        return _run(top, rest)
+
+
+def _run(top: argparse.Namespace, rest: list[str]) -> int:
     module = importlib.import_module(COMMANDS[top.command][0])
-    sub = argparse.ArgumentParser(prog=f"pipeline {top.command}", description=COMMANDS[top.command][1])
+    description = first_paragraph(module.__doc__) or COMMANDS[top.command][1]
+    sub = argparse.ArgumentParser(prog=f"pipeline {top.command}", description=description)
     sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub.add_argument("--verbose", action="store_true", help="also show third-party output (as before the command)")
     module.configure(sub)
     args = sub.parse_args(rest)
-    args.debug = top.debug
+    args.debug, args.verbose = top.debug, top.verbose
     try:
         return int(module.run(args) or 0)
     except Exception as e:

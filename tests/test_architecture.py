@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.tracking",),
     ("pipeline.study",),
     ("pipeline.report",),
-    ("pipeline.stages", "pipeline.cli", "pipeline.estimator", "pipeline.__main__"),
+    ("pipeline.stages", "pipeline.cli", "pipeline.console", "pipeline.estimator", "pipeline.__main__"),
 )
 # Edges the order alone would allow but the design does not: the report computes and renders,
 # and its stage publishes to MLflow.
