@@ -38,7 +38,8 @@ TRAIN_HEALTH = Path("reports/train_health.json")  # one row per epoch and layer:
 
 # --- evaluation and report ------------------------------------------------------------------------
 METRICS = Path("reports/metrics.json")  # train/dev/test errors: the only stage that reads test
-CONFUSION = Path("reports/confusion.json")
+CONFUSION = Path("reports/confusion.json")  # one {actual, predicted} row per test example
+PER_CLASS = Path("reports/per_class.json")  # per-class precision/recall/support: a report, not a DVC metric
 DIAGNOSIS_MD = Path("reports/diagnosis.md")
 DIAGNOSIS_HTML = Path("reports/report.html")
 DIAGNOSIS_JSON = Path("reports/diagnosis.json")

@@ -20,11 +20,9 @@ from pipeline.data.models import load_model
 from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_json
-from pipeline.paths import CONFUSION, METRICS, MODEL_STEM, SPLITS
+from pipeline.paths import CONFUSION, METRICS, MODEL_STEM, PER_CLASS, SPLITS
 
 # Per-class detail: a report file, not a DVC metric (see the module docstring).
-# TODO(paths): move to pipeline/paths.py as PER_CLASS and declare it in dvc.yaml's evaluate outs.
-PER_CLASS = Path("reports/per_class.json")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
