@@ -25,6 +25,8 @@ import yaml
 from pipeline.paths import CONFUSION, DIAGNOSIS_HTML, TRAIN_HISTORY
 from tests.browser import Browser
 
+pytestmark = pytest.mark.slow  # a real browser: end to end
+
 REPO = Path(__file__).resolve().parents[1]
 VEGA = REPO / "vendor" / "vega"
 TEMPLATE = VEGA / "plots.html"

@@ -79,6 +79,7 @@ def test_predict_proba_rows_sum_to_one_and_labels_come_back_as_given(digits) -> 
     assert clf.score(X[300:600], names[300:600]) > 0.7
 
 
+@pytest.mark.slow  # end to end
 def test_digits_accuracy_is_comparable_to_mlpclassifier_with_the_same_architecture_and_budget(digits) -> None:
     X, y = digits
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)

@@ -196,6 +196,7 @@ def tuned(workspace, tuned_template, capsys):
     return workspace, study
 
 
+@pytest.mark.slow  # end to end
 @pytest.mark.parametrize("part", list(CHANGES))
 def test_a_changed_part_starts_a_new_study_and_refuses_a_resume(tuned, part, capsys, monkeypatch, tmp_path):
     ws, old = tuned
@@ -231,6 +232,7 @@ def test_an_unchanged_rerun_at_the_cap_runs_nothing_and_says_so(tuned, capsys):
     assert len(optuna.load_study(study_name=study.study_name, storage=storage).trials) == 1
 
 
+@pytest.mark.slow  # end to end
 def test_allow_mixed_continues_the_old_study_and_records_it(tuned, capsys):
     ws, old = tuned
     assert sweep(capsys, "--allow-mixed")[0] == 2  # only with --resume
@@ -250,6 +252,7 @@ def test_allow_mixed_continues_the_old_study_and_records_it(tuned, capsys):
     assert code == 2 and "dev_data" in out and "--allow-mixed cannot mix data or code" in out
 
 
+@pytest.mark.slow  # end to end
 def test_a_worker_refuses_a_study_of_other_data_or_code(tuned):
     cfg = config_from_params(load_params("params.yaml"), tracking=False, n_trials=2)
     _, state = open_sweep(cfg, resume=True)
@@ -259,6 +262,7 @@ def test_a_worker_refuses_a_study_of_other_data_or_code(tuned):
     assert run_worker(cfg, state) == 1  # its own fingerprint: it works
 
 
+@pytest.mark.slow  # end to end
 def test_runs_carry_the_fingerprint_and_a_complete_rerun_opens_no_parent_run(workspace, mlflow_store, capsys):
     from pipeline import tracking
 
@@ -283,6 +287,7 @@ def test_runs_carry_the_fingerprint_and_a_complete_rerun_opens_no_parent_run(wor
     assert "mlflow_parent_run_ids" in study.user_attrs and len(study.user_attrs["mlflow_parent_run_ids"]) == 1
 
 
+@pytest.mark.slow  # end to end
 def test_the_gate_ran_once_and_a_resume_does_not_run_it_again(tuned, monkeypatch, capsys):
     _, study = tuned
     checked = study.user_attrs["gradient_check"]

@@ -101,6 +101,7 @@ def test_a_diverging_trial_ends_with_its_cause_and_the_study_goes_on(workspace):
         assert 1 <= t.user_attrs["epochs_trained"] <= 10
 
 
+@pytest.mark.slow  # end to end
 def test_the_pruner_named_in_params_prunes_on_dev_cost(workspace):
     params = load_params("params.yaml")
     kinds = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner}
@@ -116,6 +117,7 @@ def test_the_pruner_named_in_params_prunes_on_dev_cost(workspace):
         assert all(t.user_attrs["epochs_trained"] < 10 for t in pruned)
 
 
+@pytest.mark.slow  # end to end
 def test_cap_is_total_and_a_rerun_resumes(local):
     configure = local
     cfg = configure(n_trials=3)
@@ -148,6 +150,7 @@ def test_resume_flags_guard_against_mistakes(local):
         open_sweep(cfg, resume=False)
 
 
+@pytest.mark.slow  # end to end
 def test_outputs_feed_the_train_stage(local, tmp_path):
     configure = local
     cfg = configure(n_trials=4, pruner="none")

@@ -46,6 +46,7 @@ def expected_labels(stem: Path, rows: np.ndarray) -> np.ndarray:
     return predict(Normalizer.from_dict(extra["normalizer"]).transform(rows).T, weights, arch)
 
 
+@pytest.mark.slow  # end to end
 def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, final_model, monkeypatch) -> None:
     stem, rows, labels = final_model
     parent = tracking.prepare_study_run("digits", None, {})
@@ -174,6 +175,7 @@ def test_served_model_answers_like_the_final_model(store, final_model, tmp_path:
         log.close()
 
 
+@pytest.mark.slow  # end to end
 def test_the_alias_moves_only_to_a_model_at_least_as_good_on_the_same_data(store, final_model) -> None:
     stem, rows, labels = final_model
     same = {"dev": (rows, labels, "d1")}
