@@ -9,8 +9,10 @@ the workspace's study and MLflow store.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -173,7 +175,7 @@ def test_queued_experiments_share_the_workspace_study_and_mlflow_store(tmp_path:
     repo, env = fresh_copy(tmp_path, tracking_uri=None)  # the default store: <repo>/mlflow.db
     sh(repo, "dvc", "repro", env=env)
     storage = f"sqlite:///{repo / 'studies' / 'optuna.db'}"
-    study_name = yaml.safe_load((repo / "params.yaml").read_text())["tune"]["study_name"]
+    study_name = json.loads((repo / "studies/where.json").read_text())["study_name"]  # <base>-<fingerprint>
     assert len(optuna.load_study(study_name=study_name, storage=storage).trials) == 2
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
 
@@ -203,3 +205,32 @@ def test_queued_experiments_share_the_workspace_study_and_mlflow_store(tmp_path:
     assert [n for n in names if n.startswith("trial-")] == ["trial-0", "trial-1", "trial-2"]
     assert len([n for n in names if n.startswith("sweep-")]) == 2  # one parent run per sweep
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+@pytest.mark.slow
+def test_the_reports_next_command_runs_new_trials_and_moves_the_diagnosis(tmp_path: Path) -> None:
+    """The decision loop on the default data: dvc repro, then the diagnosis's own next_command."""
+    import optuna
+
+    repo, env = fresh_copy(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    set_param(repo / "params.yaml", "train", "use_study_best", True)
+    sh(repo, "dvc", "repro", env=env)
+    before = json.loads((repo / "reports/diagnosis.json").read_text())
+    first_study = json.loads((repo / "studies/where.json").read_text())["study_name"]
+    command = before["next_command"]
+    assert command.startswith("dvc exp run ") and before["remedies"][0]["set"], before["remedies"]
+    sh(repo, *GIT, "add", "-A", env=env)
+    sh(repo, *GIT, "commit", "-qm", "baseline", env=env)
+
+    ran_exp = sh(repo, *shlex.split(command), env=env).stdout
+    assert "tune" in ran(ran_exp), ran_exp  # the remedy changes what the study measured
+    after = json.loads((repo / "reports/diagnosis.json").read_text())
+    storage = f"sqlite:///{repo / 'studies' / 'optuna.db'}"
+    studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    second_study = json.loads((repo / "studies/where.json").read_text())["study_name"]
+    applied = before["remedies"][0]["set"]
+    if any(key.startswith(("tune.space", "split", "train", "model")) for key in applied):
+        assert second_study != first_study and studies[second_study] == 2, studies  # new trials, new study
+    assert after != before and after["previous"] is not None
+    markdown = (repo / "reports/diagnosis.md").read_text()
+    assert "Before and after" in markdown and any(key in markdown for key in applied), markdown[:2000]
