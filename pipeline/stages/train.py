@@ -46,6 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     m = train(params)
+    if m["batch_clamped"]:
+        print(
+            f"train: warning: train.batch_size is larger than the {m['n_train']} training examples: trained full batch"
+        )
     print(
         f"train: train_error={m['train_error']:.4f} dev_error={m['dev_error']:.4f} after {m['epochs']} epochs "
         f"({m['seconds']:.1f} s, settings from {m['settings_from']}) -> {MODEL_STEM}.npz"
@@ -123,6 +127,8 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
         "dev_error": dev_error,
         "majority_dev_error": baseline,
         "epochs": len(result.history),
+        "n_train": len(y),
+        "batch_clamped": hp.batch_size > len(y),  # nn.fit takes min(batch_size, m): documented in params.yaml
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 3),

@@ -191,3 +191,13 @@ def test_evaluate_refuses_a_model_with_non_finite_weights(repo: Path, capsys: py
     np.savez("models/final.npz", **weights)
     assert cli("evaluate") == 3
     assert "W1 holds NaN or inf weights" in capsys.readouterr().err
+
+
+def test_a_batch_larger_than_the_training_split_trains_full_batch_with_a_warning(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_params(repo, {**FAST, "train": {"epochs": 2, "use_study_best": False, "batch_size": 100000}})
+    assert cli("train") == 0
+    out = capsys.readouterr().out
+    assert "train: warning: train.batch_size is larger than the 1761 training examples: trained full batch" in out
+    assert read("reports/train.json")["batch_clamped"] is True
