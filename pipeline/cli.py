@@ -17,7 +17,10 @@ from pipeline.errors import DataError, NumericalError, PipelineError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("pipeline.stages.prepare", "load the configured source (and data.target), flatten images to raw pixel rows"),
+    "prepare": (
+        "pipeline.stages.prepare",
+        "load the configured source (and data.target), flatten images to raw pixel rows",
+    ),
     "split": ("pipeline.stages.split", "stratified train/dev/test split, normalized with train statistics"),
     "tune": ("pipeline.stages.tune", "DVC stage: run the Optuna study configured in params.yaml"),
     "sweep": ("pipeline.study.sweep", "launch or resume a sweep: trials, workers, storage, study name"),
