@@ -19,7 +19,7 @@ from pipeline.errors import DataError, NumericalError, PipelineError
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": (
         "pipeline.stages.prepare",
-        "load the configured source (and data.target), flatten images to raw pixel rows",
+        "load the configured source(s), flatten images to raw pixel rows",
     ),
     "split": ("pipeline.stages.split", "stratified train/dev/test split, normalized with train statistics"),
     "tune": ("pipeline.stages.tune", "DVC stage: run the Optuna study configured in params.yaml"),
