@@ -27,6 +27,7 @@ STUDY_WHERE = STUDIES_DIR / "where.json"
 STUDY_REPORTS = Path("reports/study")
 BEST_PARAMS = STUDY_REPORTS / "best_params.json"  # the best trial of the current study
 TRIALS_CSV = STUDY_REPORTS / "trials.csv"  # every trial of the current study
+DEV_PREDICTIONS = STUDY_REPORTS / "dev_predictions.npz"
 
 # --- the final model ------------------------------------------------------------------------------
 MODEL_STEM = Path("models/final")  # final.npz (weights) + final.json (architecture, normalizer, ...)

@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.nn.health import LayerHealth, layer_health
 from pipeline.nn.network import (
     Architecture,
+    LayerCache,
     Weights,
     backward,
     compute_cost,
@@ -86,11 +87,54 @@ class FitResult:
 
 
 class Diverged(ArithmeticError):
-    """The cost became NaN or infinite."""
+    """The cost became NaN or infinite; ``layer`` (1-based, as W[l]) is the one that exploded, if known.
 
-    def __init__(self, epoch: int, cost: float) -> None:
-        self.epoch, self.cost = epoch, cost
-        super().__init__(f"cost became {cost} at epoch {epoch}: lower the learning rate")
+    ``fit`` names the layer by ``exploded_layer`` when it raises; None when no layer stands out.
+    """
+
+    def __init__(self, epoch: int, cost: float, layer: int | None = None) -> None:
+        self.epoch, self.cost, self.layer = epoch, cost, layer
+        where = f" (layer {layer} exploded)" if layer is not None else ""
+        super().__init__(f"cost became {cost} at epoch {epoch}{where}: lower the learning rate")
+
+    def __reduce__(self) -> tuple[type, tuple[int, float, int | None]]:  # picklable across processes
+        return type(self), (self.epoch, self.cost, self.layer)
+
+
+def exploded_layer(
+    weights: Weights,
+    caches: list[LayerCache],
+    ZL: np.ndarray,
+    Y: np.ndarray,
+    arch: Architecture,
+    learning_rate: float,
+) -> int | None:
+    """The layer that exploded on a pass whose cost is not finite (``caches`` and ``ZL`` of that pass).
+
+    In the order things happen: the first layer whose weights are not finite (an earlier update
+    overflowed them), else the first whose pre-activation Z overflowed on this pass, else the first
+    whose gradient on this pass is not finite, else the one with the largest update ratio
+    (learning_rate * ||dW|| / ||W||, as ``LayerHealth``) on this pass. "First" is the lowest layer:
+    the forward pass meets it first, and everything above it follows. Runs only after divergence,
+    so training itself is unchanged; None when every number is finite and no weight is non-zero.
+    """
+    layers = range(1, arch.n_layers + 1)
+    for l in layers:
+        if not (np.isfinite(weights[f"W{l}"]).all() and np.isfinite(weights[f"b{l}"]).all()):
+            return l
+    for l in layers:
+        if not np.isfinite(caches[l - 1].Z).all():
+            return l
+    grads = backward(ZL, Y, caches, weights, arch)  # a fresh set: fit's buffers are left alone
+    for l in layers:
+        if not (np.isfinite(grads[f"dW{l}"]).all() and np.isfinite(grads[f"db{l}"]).all()):
+            return l
+    ratios = {}
+    for l in layers:
+        w_norm = float(np.linalg.norm(weights[f"W{l}"]))
+        if w_norm:
+            ratios[l] = learning_rate * float(np.linalg.norm(grads[f"dW{l}"])) / w_norm
+    return max(ratios, key=ratios.__getitem__) if ratios else None
 
 
 def fit(
@@ -150,7 +194,7 @@ def fit(
                 ZL, caches = forward(X_b, weights, arch, hp.keep_prob, dropout_rng)
                 cost = compute_cost(ZL, Y_b, arch, weights)  # the L2 term: once per epoch, below
                 if not math.isfinite(cost):
-                    raise Diverged(epoch, cost)
+                    raise Diverged(epoch, cost, exploded_layer(weights, caches, ZL, Y_b, arch, learning_rate))
                 grads = backward(ZL, Y_b, caches, weights, arch, out=grads)  # the L2 gradient: in the step
                 if _health and begin + batch >= m:  # the epoch's last step, before the step consumes grads
                     health = layer_health(weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1])
@@ -165,7 +209,9 @@ def fit(
                 dev_cost = compute_cost(ZL_dev, Y_dev, arch, weights)  # no L2 term: comparable across lambdas
                 dev_error = float(np.mean(labels_from_logits(ZL_dev, arch) != y_dev))
                 if not math.isfinite(dev_cost):
-                    raise Diverged(epoch, dev_cost)
+                    ZL_dev, dev_caches = forward(X_dev, weights, arch)  # again, keeping the caches: only now
+                    layer = exploded_layer(weights, dev_caches, ZL_dev, Y_dev, arch, learning_rate)
+                    raise Diverged(epoch, dev_cost, layer)
             # the mean over the examples of their step's cost (L2 convention: network.py, beside l2_penalty)
             train_cost = cost_sum / m + steps * l2_penalty(weights, hp.l2_lambda, m)
             log = EpochLog(epoch, train_cost, dev_cost, dev_error, learning_rate, seconds, health)

@@ -5,7 +5,9 @@ the split, the search space, a fixed training setting or the trial code starts a
 ``<tune.study_name>-<digest>`` and says why; an unchanged rerun resumes it, so raising
 ``tune.n_trials`` runs only the missing trials. The study lives in ``studies/`` (a persistent
 DVC output). Outputs, from the current study only: ``reports/study/best_params.json`` (read by
-the train stage), ``reports/study/trials.csv``, and ``studies/where.json`` naming the study.
+the train stage), ``reports/study/trials.csv``, ``reports/study/dev_predictions.npz`` (every
+COMPLETE trial's predicted class per dev example, ``pipeline.study.predictions``; read by the
+report), and ``studies/where.json`` naming the study.
 """
 
 from __future__ import annotations
@@ -22,8 +24,17 @@ from optuna.trial import FrozenTrial
 
 from pipeline.config import load_params
 from pipeline.errors import NumericalError
-from pipeline.io import atomic_write_bytes, atomic_write_json
-from pipeline.paths import BEST_PARAMS, STUDIES_DIR, STUDY_REPORTS, STUDY_WHERE, TRIALS_CSV
+from pipeline.io import atomic_write_bytes, atomic_write_json, load_npy
+from pipeline.paths import (
+    BEST_PARAMS,
+    DEV_PREDICTIONS,
+    STUDIES_DIR,
+    STUDY_REPORTS,
+    STUDY_WHERE,
+    TRIALS_CSV,
+    split_file,
+)
+from pipeline.study import predictions
 from pipeline.study.config import config_from_params
 from pipeline.study.storage import mask_url
 from pipeline.study.sweep import sweep
@@ -49,16 +60,18 @@ def run(args: argparse.Namespace) -> int:
         "fingerprint": study.user_attrs.get("fingerprint"),
     }
     atomic_write_json(STUDY_WHERE, where)
-    path = write_outputs(study, args.out)
-    print(f"wrote {path} and {Path(args.out) / TRIALS_CSV.name}")
+    path = write_outputs(study, args.out, root=args.root)
+    print(f"wrote {path}, {Path(args.out) / TRIALS_CSV.name} and {Path(args.out) / DEV_PREDICTIONS.name}")
     return 0
 
 
-def write_outputs(study: optuna.Study, folder: str | Path = STUDY_REPORTS) -> Path:
-    """Write ``best_params.json`` and ``trials.csv`` of ``study`` into ``folder`` atomically; return the JSON path.
+def write_outputs(study: optuna.Study, folder: str | Path = STUDY_REPORTS, root: str | Path = ".") -> Path:
+    """Write ``best_params.json``, ``trials.csv`` and ``dev_predictions.npz`` of ``study`` into ``folder``
+    atomically, each file on its own; return the JSON path.
 
     ``seed_trial`` is the trial number whose random stream the best trial trained with (the
-    original's, for a retried trial): ``trial_seed(seed, seed_trial)`` retrains it exactly.
+    original's, for a retried trial): ``trial_seed(seed, seed_trial)`` retrains it exactly. The
+    predictions' ``y_dev`` is ``root``'s dev split, the one the study was scored on (its fingerprint).
     """
     folder = Path(folder)
     try:
@@ -68,7 +81,10 @@ def write_outputs(study: optuna.Study, folder: str | Path = STUDY_REPORTS) -> Pa
             f"study '{study.study_name}' has no completed trial; see the causes in trials.csv or widen tune.space"
         ) from None
     trials = study.get_trials(deepcopy=False)
+    y_dev = load_npy(Path(root) / split_file("y", "dev"))
+    numbers, predicted = predictions.gather(trials, len(y_dev))  # checked before anything is written
     _write_csv(folder / TRIALS_CSV.name, trials)
+    predictions.write_dev_predictions(folder / DEV_PREDICTIONS.name, numbers, predicted, y_dev)
     best_params = {
         "study_name": study.study_name,
         "fingerprint": study.user_attrs.get("fingerprint"),
@@ -84,7 +100,8 @@ def write_outputs(study: optuna.Study, folder: str | Path = STUDY_REPORTS) -> Pa
 
 def _write_csv(path: Path, trials: list[FrozenTrial]) -> None:
     param_keys = sorted({k for t in trials for k in t.params})
-    attr_keys = sorted({k for t in trials for k in t.user_attrs if k != "values"})
+    # "values" is the params columns again; the predictions are dev_predictions.npz, not a cell
+    attr_keys = sorted({k for t in trials for k in t.user_attrs if k not in ("values", predictions.ATTR)})
     header = ["number", "state", "value", "duration_s", *param_keys, *attr_keys]
     rows = []
     for t in trials:

@@ -1,11 +1,13 @@
 """A study's identity: a fingerprint of everything a trial's score depends on.
 
-A trial's dev error is a function of six things, each hashed as one named part:
+A trial's score is a function of seven things, each hashed as one named part:
 
 - ``train_data``, ``dev_data``: the bytes of ``X_<split>.npy`` and ``y_<split>.npy`` (streamed);
 - ``split``: the split fractions and the seed that drew it;
 - ``space``: ``tune.space``, what the sampler draws from;
 - ``fixed``: every training setting a trial reads that the space does not search (``fixed_keys``);
+- ``scoring``: what the score is, ``tune.cv_folds`` (0: the dev error; k: the mean error over k
+  folds of train). Scores of two rules are not comparable, so it is never mixed (STRICT_PARTS);
 - ``code``: the source of the network core and of the objective (``CODE_FILES``).
 
 The study in storage is named ``<tune.study_name>-<digest>``; the parts and the readable settings
@@ -28,11 +30,11 @@ from pipeline.config import Params
 from pipeline.errors import DataError
 from pipeline.study.space import searched_train_keys
 
-PARTS = ("train_data", "dev_data", "split", "space", "fixed", "code")
-# A study never mixes trials scored on other data or by other code, not even with --allow-mixed.
-STRICT_PARTS = ("train_data", "dev_data", "code")
+PARTS = ("train_data", "dev_data", "split", "space", "fixed", "scoring", "code")
+# A study never mixes trials scored on other data, by another rule or by other code, not even with --allow-mixed.
+STRICT_PARTS = ("train_data", "dev_data", "scoring", "code")
 PACKAGE = Path(__file__).resolve().parents[1]  # the `pipeline` package
-CODE_FILES = ("nn/*.py", "study/objective.py", "study/space.py")  # relative to PACKAGE
+CODE_FILES = ("nn/*.py", "study/objective.py", "study/space.py", "study/cv.py")  # relative to PACKAGE
 SHORT = 12  # hex characters of a part's hash
 CHUNK = 1 << 20  # bytes read at a time: a large split is hashed without loading it
 
@@ -41,7 +43,7 @@ CHUNK = 1 << 20  # bytes read at a time: a large split is hashed without loading
 class Fingerprint:
     parts: dict[str, str]  # part -> short sha256
     digest: str  # 8 hex characters over all parts: the study name's suffix
-    settings: dict[str, Any]  # the readable values behind split, space and fixed
+    settings: dict[str, Any]  # the readable values behind split, space, fixed and scoring
 
     def tags(self) -> dict[str, str]:
         return run_tags(self.digest, self.parts)
@@ -59,6 +61,7 @@ def fingerprint(params: Params, split_dir: str | Path) -> Fingerprint:
         "split": {**{f"split.{k}": v for k, v in dataclasses.asdict(params.split).items()}, "seed": params.seed},
         "space": dataclasses.asdict(params.tune.space),
         "fixed": {key: _lookup(params, key) for key in fixed_keys(params)},
+        "scoring": {"tune.cv_folds": params.tune.cv_folds},
     }
     parts = {
         "train_data": _split_hash(split_dir, "train"),

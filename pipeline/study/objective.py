@@ -1,12 +1,18 @@
-"""The objective: one trial trains the same network the final stage would, and scores it on dev.
+"""The objective: one trial trains the same network the final stage would, and scores it.
 
-A trial's value is its dev error (lower is better). Every epoch's dev cost goes to the pruner;
-a trial that diverges (NaN or inf cost) ends PRUNED with its cause recorded, so the study goes
-on and the sampler learns to avoid that region. User attributes written per trial: ``worker``
-(host:pid, first), ``values`` (the configuration), ``seed_trial`` (the trial number whose random
-stream it trained with: its own, or the original's for a heartbeat retry), ``fingerprint``,
-``train_error``, ``dev_error``, ``dev_cost``, ``epochs_trained``, ``cause`` (why it stopped
-early) and ``mlflow_run_id``.
+A trial's value is its dev error (lower is better), or with ``tune.cv_folds`` = k >= 2 the mean
+error over k folds of the train split (``pipeline.study.cv``). Every epoch's dev cost (the
+fold-mean validation cost with cross-validation) goes to the pruner; a trial that diverges (NaN
+or inf cost) ends PRUNED with its cause recorded, naming the layer that exploded, so the study
+goes on and the sampler learns to avoid that region. User attributes written per trial:
+``worker`` (host:pid, first), ``values`` (the configuration), ``seed_trial`` (the trial number
+whose random stream it trained with: its own, or the original's for a heartbeat retry),
+``fingerprint``, ``train_error``, ``dev_error``, ``dev_cost``, ``epochs_trained``, ``dev_pred``
+(the predicted class of every dev example, ``pipeline.study.predictions``), ``cause`` (why it
+stopped early), ``diverged_layer`` (the layer that exploded, when it diverged) and
+``mlflow_run_id``; with cross-validation also ``cv_error`` (the value), ``cv_error_std``,
+``cv_cost`` and ``cv_fold_errors``. The train and dev numbers always come from a network
+trained on all of train and scored on dev: the one the train stage ships.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ from pipeline.config import Params
 from pipeline.data.store import load_normalizer, load_split
 from pipeline.errors import ConfigError, DataError
 from pipeline.paths import NORMALIZER
+from pipeline.study import cv, predictions
 from pipeline.study.space import apply_params, architecture, fit_options, suggest, trial_seed
 from pipeline.threads import blas_threads_for, limit_blas_threads
 
@@ -60,6 +67,44 @@ class TrialData:
                 raise DataError(f"{root}: y_{name} is empty or has labels outside 0..{n_classes - 1}; rerun the split")
         return cls(X.T, y, X_dev.T, y_dev, n_classes)
 
+    def fold(self, validation: np.ndarray) -> TrialData:
+        """Train without the examples ``validation`` (indices into train), scored on them: one CV fold."""
+        keep = np.ones(self.X_train.shape[1], dtype=bool)
+        keep[validation] = False
+        # Rows of the row-major train file, so each fold's X is one column-major copy, as fit wants it.
+        rows = self.X_train.T
+        return TrialData(rows[keep].T, self.y_train[keep], rows[validation].T, self.y_train[validation], self.n_classes)
+
+
+@dataclass(frozen=True)
+class TrialOutcome(Mapping[str, float]):
+    """What ``train_trial`` gives: the metrics (a mapping: ``outcome["dev_error"]``) and the network.
+
+    ``weights`` and ``arch`` are the network trained on all of train (the train stage's);
+    ``dev_predictions`` its predicted class per dev example, in dev-file order; ``fold_errors`` the
+    error on each held-out fold with cross-validation, else ().
+    """
+
+    metrics: dict[str, float]
+    weights: nn.Weights
+    arch: nn.Architecture
+    dev_predictions: np.ndarray
+    fold_errors: tuple[float, ...] = ()
+
+    def __getitem__(self, key: str) -> float:
+        return self.metrics[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def __len__(self) -> int:
+        return len(self.metrics)
+
+    @property
+    def value(self) -> float:
+        """The trial's score: the mean fold error with cross-validation, else the dev error."""
+        return self.metrics["cv_error"] if self.fold_errors else self.metrics["dev_error"]
+
 
 def train_trial(
     params: Params,
@@ -67,12 +112,28 @@ def train_trial(
     seed_trial: int,
     callbacks: Sequence[nn.Callback] = (),
     threads: int | None = None,
-) -> dict[str, float]:
-    """Train the network of ``params`` (a trial's configuration) with the stream of trial ``seed_trial``."""
+    *,
+    model_callbacks: Sequence[nn.Callback] = (),
+) -> TrialOutcome:
+    """Train the network of ``params`` (a trial's configuration) with the stream of trial ``seed_trial``.
+
+    ``callbacks`` see the scoring curve: the dev epochs (holdout), or with ``params.tune.cv_folds``
+    >= 2 the fold-mean epochs of the k folds trained in lockstep (``cv.fold_mean_log``). Every fold
+    trains with the trial's stream, like the final network: the folds differ in their data only.
+    ``model_callbacks`` see the epochs of the network trained on all of train and scored on dev:
+    with holdout the same epochs, before ``callbacks``; with cross-validation it trains after the
+    folds (a pruned trial never trains it).
+    """
     arch = architecture(params.model, data.X_train.shape[0], data.n_classes)
     hp = fit_options(params.train)
     threads = threads or blas_threads_for(arch.layer_dims, hp.batch_size or data.X_train.shape[1])
-    with limit_blas_threads(threads):
+    k = params.tune.cv_folds
+    fold_errors: tuple[float, ...] = ()
+    metrics: dict[str, float] = {}
+    with limit_blas_threads(threads):  # the fold sizes are within 1/k of train's: one count for all
+        if k >= 2:
+            fold_errors, metrics = _cross_validate(params, data, arch, hp, seed_trial, callbacks)
+            callbacks = ()
         result = nn.fit(
             data.X_train,
             data.y_train,
@@ -81,20 +142,61 @@ def train_trial(
             X_dev=data.X_dev,
             y_dev=data.y_dev,
             seed=trial_seed(params.seed, seed_trial),
-            callbacks=list(callbacks),
+            callbacks=[*model_callbacks, *callbacks],
         )
     scored = result.history[result.best_epoch - 1] if hp.patience else result.history[-1]
-    return {
+    dev_predictions = nn.predict(data.X_dev, result.weights, arch)
+    metrics = {
         "train_error": nn.error_rate(data.X_train, data.y_train, result.weights, arch),
-        "dev_error": nn.error_rate(data.X_dev, data.y_dev, result.weights, arch),
+        "dev_error": float(np.mean(dev_predictions != data.y_dev)),  # nn.error_rate, without a second pass
         "dev_cost": float(scored.dev_cost),
         "epochs_trained": len(result.history),
+        **metrics,
     }
+    return TrialOutcome(metrics, result.weights, arch, dev_predictions, fold_errors)
+
+
+def _cross_validate(
+    params: Params,
+    data: TrialData,
+    arch: nn.Architecture,
+    hp: nn.FitOptions,
+    seed_trial: int,
+    callbacks: Sequence[nn.Callback],
+) -> tuple[tuple[float, ...], dict[str, float]]:
+    """Train the k folds in lockstep; return each fold's error and the CV metrics."""
+    folds = [data.fold(v) for v in cv.fold_indices(data.y_train, params.tune.cv_folds, params.seed)]
+
+    def run(i: int, fold: TrialData) -> Callable[[nn.Callback], nn.FitResult]:
+        def fit(callback: nn.Callback) -> nn.FitResult:
+            try:
+                seed = trial_seed(params.seed, seed_trial)
+                X, y, X_val, y_val = fold.X_train, fold.y_train, fold.X_dev, fold.y_dev
+                return nn.fit(X, y, arch, hp, X_dev=X_val, y_dev=y_val, seed=seed, callbacks=[callback])
+            except nn.Diverged as e:
+                raise cv.FoldDiverged(i + 1, e) from None
+
+        return fit
+
+    def on_epoch(epoch: int, logs: list[list[nn.EpochLog]]) -> None:
+        mean = cv.fold_mean_log(epoch, logs, hp.patience)
+        for callback in callbacks:
+            callback(mean)
+
+    results = cv.run_in_lockstep([run(i, f) for i, f in enumerate(folds)], on_epoch)
+    errors = tuple(nn.error_rate(f.X_dev, f.y_dev, r.weights, arch) for f, r in zip(folds, results, strict=True))
+    costs = [(r.history[r.best_epoch - 1] if hp.patience else r.history[-1]).dev_cost for r in results]
+    metrics = {
+        "cv_error": float(np.mean(errors)),
+        "cv_error_std": float(np.std(errors, ddof=1)),  # the spread between folds (k >= 2)
+        "cv_cost": float(np.mean(costs)),
+    }
+    return errors, metrics
 
 
 @dataclass
 class Objective:
-    """Callable for ``study.optimize``: suggest, train with ``train_trial``, return the dev error.
+    """Callable for ``study.optimize``: suggest, train with ``train_trial``, return its score.
 
     ``parent_run_id`` None means no MLflow runs; ``tags`` go on every trial run (the fingerprint).
     ``threads``: BLAS threads for every trial (1 when several workers share the cores); None lets
@@ -129,11 +231,14 @@ class Objective:
             with self._run(trial, values, tags) as run:
                 if run is not None:
                     trial.set_user_attr("mlflow_run_id", run.run_id)
-                metrics = self._train(trial, apply_params(self.base, values), run, seed_trial)
-                for key, value in metrics.items():
+                outcome = self._train(trial, apply_params(self.base, values), run, seed_trial)
+                for key, value in outcome.items():
                     trial.set_user_attr(key, value)
+                if outcome.fold_errors:
+                    trial.set_user_attr("cv_fold_errors", list(outcome.fold_errors))
+                self._keep_predictions(trial, outcome)
                 if run is not None:  # leaving the block by an exception ends the run KILLED or FAILED
-                    run.end("FINISHED", {f"final_{k}": v for k, v in metrics.items()})
+                    run.end("FINISHED", {f"final_{k}": v for k, v in outcome.items()})
         except KeyboardInterrupt:
             # A second Ctrl-C inside a storage write may leave this thread's session mid-transaction.
             trial.storage.remove_session()
@@ -141,7 +246,7 @@ class Objective:
             raise
         # The regime (underfit / overfit / good fit) is the report's judgement: the report stage
         # labels every trial and its run, so rewording or retuning it never touches the study.
-        return metrics["dev_error"]
+        return outcome.value
 
     def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         try:
@@ -152,24 +257,43 @@ class Objective:
                 "set a new tune.study_name for the new space"
             ) from None
 
-    def _train(self, trial: optuna.Trial, params: Params, run: Any, seed_trial: int) -> dict[str, float]:
-        def report(log: nn.EpochLog) -> None:
+    def _keep_predictions(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        # One attribute of about a byte per dev example or less, written before the trial is told
+        # COMPLETE: every COMPLETE trial has it (a trial cut off here ends FAIL, without it).
+        trial.set_user_attr(predictions.ATTR, predictions.encode(outcome.dev_predictions, self.data.n_classes))
+
+    def _train(self, trial: optuna.Trial, params: Params, run: Any, seed_trial: int) -> TrialOutcome:
+        cross_validated = params.tune.cv_folds >= 2
+        scored = "cv cost" if cross_validated else "dev cost"
+
+        def checkpoint(log: nn.EpochLog) -> None:
             if self.checkpoint is not None:
                 self.checkpoint()
+
+        def report(log: nn.EpochLog) -> None:
+            checkpoint(log)
             trial.report(log.dev_cost, log.epoch)
             if trial.should_prune():
-                cause = f"pruned at epoch {log.epoch}: dev cost {log.dev_cost:.4g} worse than other trials"
+                cause = f"pruned at epoch {log.epoch}: {scored} {log.dev_cost:.4g} worse than other trials"
                 trial.set_user_attr("cause", cause)
                 trial.set_user_attr("epochs_trained", log.epoch)
                 raise optuna.TrialPruned(cause)
 
-        callbacks = [report] if run is None else [run.on_epoch, report]
+        # The run logs the curves of the network trained on all of train (the one scored on dev);
+        # with cross-validation that network trains after the folds, and Ctrl-C is checked there too.
+        model_callbacks = [] if run is None else [run.on_epoch]
+        if cross_validated:
+            model_callbacks.append(checkpoint)
         try:
-            return train_trial(params, self.data, seed_trial, callbacks, self.threads)
+            return train_trial(params, self.data, seed_trial, [report], self.threads, model_callbacks=model_callbacks)
         except nn.Diverged as e:
-            cause = f"diverged at epoch {e.epoch} (cost {e.cost}): lower the learning rate"
+            fold = f" in cv fold {e.fold}" if isinstance(e, cv.FoldDiverged) else ""
+            layer = f", layer {e.layer} exploded" if e.layer is not None else ""
+            cause = f"diverged at epoch {e.epoch}{fold} (cost {e.cost}{layer}): lower the learning rate"
             trial.set_user_attr("cause", cause)
             trial.set_user_attr("epochs_trained", e.epoch)
+            if e.layer is not None:
+                trial.set_user_attr("diverged_layer", e.layer)
             raise optuna.TrialPruned(cause) from None  # PRUNED in the study, KILLED in MLflow
 
     def _run(self, trial: optuna.Trial, values: dict[str, Any], tags: Mapping[str, Any]) -> Any:

@@ -82,6 +82,7 @@ def test_objective_records_errors_and_epochs(workspace):
         assert 0 <= t.user_attrs["train_error"] <= 1 and t.user_attrs["dev_cost"] > 0
         assert t.user_attrs["epochs_trained"] == 10
         assert sorted(t.intermediate_values) == list(range(1, 11))  # the pruner saw every epoch
+        assert len(t.user_attrs["dev_pred"]) > 0 and "cv_error" not in t.user_attrs  # holdout: no folds
 
 
 def test_a_diverging_trial_ends_with_its_cause_and_the_study_goes_on(workspace):
@@ -97,8 +98,11 @@ def test_a_diverging_trial_ends_with_its_cause_and_the_study_goes_on(workspace):
     assert diverged
     for t in diverged:
         assert t.user_attrs["cause"].startswith("diverged at epoch")
-        assert "lower the learning rate" in t.user_attrs["cause"]
+        layer = t.user_attrs["diverged_layer"]  # the layer that exploded, also in the cause
+        assert 1 <= layer <= t.user_attrs["values"]["n_layers"] + 1
+        assert t.user_attrs["cause"].endswith(f", layer {layer} exploded): lower the learning rate")
         assert 1 <= t.user_attrs["epochs_trained"] <= 10
+        assert "dev_pred" not in t.user_attrs  # predictions belong to finished trials
 
 
 @pytest.mark.slow  # end to end
