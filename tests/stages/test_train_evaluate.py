@@ -126,7 +126,10 @@ def test_binary_positive_class_trains_a_sigmoid_output(repo: Path) -> None:
 def test_divergence_exits_5(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_params(repo, {**FAST, "train": {"epochs": 3, "use_study_best": False, "learning_rate": 1.0e300}})
     assert cli("train") == 5
-    assert capsys.readouterr().err.strip() == "error: train: cost became nan at epoch 1: lower the learning rate"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: train: cost became nan at epoch 1 (layer 2 exploded): lower the learning rate"
+    )
     assert not Path("models").exists()
 
 
