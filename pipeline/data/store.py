@@ -6,6 +6,7 @@ Arrays are rows on disk: ``X`` is (m, n_x) float32 C-ordered ``.npy``, so ``X.T`
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "load_origin",
     "load_prepared",
     "load_split",
+    "split_digest",
 ]
 
 
@@ -55,3 +57,23 @@ def load_normalizer(root: str | Path = ".") -> tuple[Normalizer, dict[str, Any]]
 def _check_pair(X: np.ndarray, y: np.ndarray, where: Path) -> None:
     if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
         raise DataError(f"{where}: X {X.shape} and y {y.shape} do not match; rerun the stage that wrote them")
+
+
+DIGEST_CHARS = 12  # hex characters: short enough for a tag, an MLflow dataset digest, a study name part
+_CHUNK = 1 << 20  # bytes read at a time: a large split is hashed without loading it
+
+
+def split_digest(split_dir: str | Path, split: str) -> str:
+    """The content hash of one split (its X and y files, streamed): the fingerprint's data parts."""
+    split_dir = Path(split_dir)
+    h = hashlib.sha256()
+    for kind in ("X", "y"):
+        path = split_dir / f"{kind}_{split}.npy"
+        h.update(path.name.encode() + b"\0")
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+        except FileNotFoundError:
+            raise DataError(f"{path}: not found; run the split stage first (dvc repro split)") from None
+    return h.hexdigest()[:DIGEST_CHARS]

@@ -21,10 +21,10 @@ import numpy as np
 from pipeline import nn
 from pipeline.config import Params, load_params
 from pipeline.data.models import save_model
-from pipeline.data.store import load_normalizer, load_split
+from pipeline.data.store import load_normalizer, load_split, split_digest
 from pipeline.errors import DataError, NumericalError
 from pipeline.io import atomic_write_json, read_json
-from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_X
+from pipeline.paths import BEST_PARAMS, MODEL_STEM, PREPARED_X, SPLIT_DIR
 from pipeline.paths import TRAIN_HEALTH as HEALTH
 from pipeline.paths import TRAIN_HISTORY as HISTORY
 from pipeline.paths import TRAIN_METRICS as METRICS
@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    m = train(params)
+    m, history = train(params)
     if m["batch_clamped"]:
         print(
             f"train: warning: train.batch_size is larger than the {m['n_train']} training examples: trained full batch"
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         f"({m['seconds']:.1f} s, settings from {m['settings_from']}) -> {MODEL_STEM}.npz"
     )
     if args.tracking:
-        registered = log_model(params, m, force_alias=args.force_alias)
+        registered = log_model(params, m, history, force_alias=args.force_alias)
         print(f"train: model registered as {registered.uri}; {registered.reason}")
     return 0
 
@@ -73,9 +73,15 @@ def resolve_settings(params: Params, root: str | Path = ".") -> tuple[Params, np
     return settings, trial_seed(params.seed, number), f"study trial {best['trial_number']}"
 
 
-def log_model(params: Params, metrics: dict[str, Any], root: Path = Path("."), force_alias: bool = False) -> Any:
-    """Log the saved model to MLflow pickle-free, register it, and move its alias if it is at least as
-    good on dev as the alias's holder (``tracking.Registered`` says what happened)."""
+def log_model(
+    params: Params,
+    metrics: dict[str, Any],
+    history: list[nn.EpochLog],
+    root: Path = Path("."),
+    force_alias: bool = False,
+) -> Any:
+    """Log the saved model to MLflow pickle-free with its settings, curves and data, register it, and
+    move its alias if it is at least as good on dev as the alias's holder (``tracking.Registered``)."""
     from pipeline import tracking  # imports mlflow (~1.5 s): only when tracking is on
 
     best = read_json(root / BEST_PARAMS) if (root / BEST_PARAMS).exists() else {}
@@ -90,8 +96,18 @@ def log_model(params: Params, metrics: dict[str, Any], root: Path = Path("."), f
         input_example=raw,
         metrics={"train_error": metrics["train_error"], "dev_error": metrics["dev_error"]},
         tags={"settings_from": metrics["settings_from"], "optuna.study": study},
+        params={"seed": params.seed, **flat("model", asdict(params.model)), **flat("train", asdict(params.train))},
+        datasets={
+            name: (X, y, split_digest(root / SPLIT_DIR, name))
+            for name, (X, y) in (("train", load_split("train", root)), ("dev", load_split("dev", root)))
+        },
+        history=history,
         force_alias=force_alias,
     )
+
+
+def flat(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{section}.{k}": v for k, v in values.items()}
 
 
 def majority_error(y_train: np.ndarray, y_dev: np.ndarray) -> float:
@@ -100,8 +116,9 @@ def majority_error(y_train: np.ndarray, y_dev: np.ndarray) -> float:
     return float(np.mean(np.asarray(y_dev) != majority))
 
 
-def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
-    """Train, save the model and the reports; return the metrics written to reports/train.json."""
+def train(params: Params, root: str | Path = ".") -> tuple[dict[str, Any], list[nn.EpochLog]]:
+    """Train, save the model and the reports; return the metrics written to reports/train.json and
+    the epochs' logs."""
     root = Path(root)
     params, seed, settings_from = resolve_settings(params, root)
     X, y = load_split("train", root)
@@ -151,4 +168,4 @@ def train(params: Params, root: str | Path = ".") -> dict[str, Any]:
     atomic_write_json(root / HISTORY, history)
     atomic_write_json(root / HEALTH, health)
     atomic_write_json(root / METRICS, metrics)
-    return metrics
+    return metrics, result.history

@@ -27,7 +27,7 @@ from typing import Any
 
 from pipeline import nn
 from pipeline.config import Params
-from pipeline.errors import DataError
+from pipeline.data.store import split_digest
 from pipeline.study.space import searched_train_keys
 
 PARTS = ("train_data", "dev_data", "split", "space", "fixed", "scoring", "code")
@@ -36,7 +36,6 @@ STRICT_PARTS = ("train_data", "dev_data", "scoring", "code")
 PACKAGE = Path(__file__).resolve().parents[1]  # the `pipeline` package
 CODE_FILES = ("nn/*.py", "study/objective.py", "study/space.py", "study/cv.py")  # relative to PACKAGE
 SHORT = 12  # hex characters of a part's hash
-CHUNK = 1 << 20  # bytes read at a time: a large split is hashed without loading it
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,8 @@ def fingerprint(params: Params, split_dir: str | Path) -> Fingerprint:
         "scoring": {"tune.cv_folds": params.tune.cv_folds},
     }
     parts = {
-        "train_data": _split_hash(split_dir, "train"),
-        "dev_data": _split_hash(split_dir, "dev"),
+        "train_data": split_digest(split_dir, "train"),
+        "dev_data": split_digest(split_dir, "dev"),
         **{name: _json_hash(value) for name, value in settings.items()},
         "code": code_hash(),
     }
@@ -104,20 +103,6 @@ def code_hash() -> str:
     h = hashlib.sha256()
     for path in files:
         h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:SHORT]
-
-
-def _split_hash(split_dir: Path, split: str) -> str:
-    h = hashlib.sha256()
-    for kind in ("X", "y"):
-        path = split_dir / f"{kind}_{split}.npy"
-        h.update(path.name.encode() + b"\0")
-        try:
-            with open(path, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-        except FileNotFoundError:
-            raise DataError(f"{path}: not found; run the split stage first (dvc repro split)") from None
     return h.hexdigest()[:SHORT]
 
 

@@ -301,4 +301,15 @@ class Objective:
             return contextlib.nullcontext()
         from pipeline import tracking  # imports mlflow: only when tracking is on
 
-        return tracking.TrialRun(self.parent_run_id, trial.study.study_name, trial.number, values, tags)
+        # The run's inputs: the train and dev arrays (rows, as on disk) with the content hashes the
+        # study's fingerprint holds, so MLflow's Dataset column shows what the trial read.
+        d, digests = self.data, {k: tags.get(f"fingerprint.{k}_data") for k in ("train", "dev")}
+        datasets = None
+        if all(digests.values()):
+            datasets = {
+                "train": (d.X_train.T, d.y_train, digests["train"]),
+                "dev": (d.X_dev.T, d.y_dev, digests["dev"]),
+            }
+        return tracking.TrialRun(
+            self.parent_run_id, trial.study.study_name, trial.number, values, tags, datasets=datasets
+        )

@@ -10,6 +10,7 @@ sigmoid/tanh) is None and not logged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +24,8 @@ def epoch_values(log: Any) -> dict[str, float]:
     values = {"train_cost": log.train_cost, "dev_cost": log.dev_cost, "dev_error": log.dev_error}
     for layer in getattr(log, "health", None) or ():
         values |= {f"{name}/layer_{layer.layer}": getattr(layer, name) for name in HEALTH_FIELDS}
-    return {k: float(v) for k, v in values.items() if v is not None}
+    # None: the field does not apply; inf: an update ratio with all-zero weights (MLflow stores no inf)
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
 
 
 class Curves:

@@ -277,6 +277,10 @@ def test_runs_carry_the_fingerprint_and_a_complete_rerun_opens_no_parent_run(wor
     for run in runs:
         assert run.data.tags["fingerprint"] == study.user_attrs["fingerprint"]
         assert {p: run.data.tags[f"fingerprint.{p}"] for p in identity.PARTS} == parts
+    (trial_run,) = [r for r in runs if r.info.run_name == "trial-0"]
+    inputs = {i.dataset.name: i.dataset.digest for i in trial_run.inputs.dataset_inputs}
+    assert inputs == {"train": parts["train_data"], "dev": parts["dev_data"]}  # the Dataset column
+    assert trial_run.data.tags["data_hash"]
     experiments = len(client.search_experiments())
 
     capsys.readouterr()
