@@ -20,7 +20,7 @@ from typing import Any
 from pipeline.config import Params
 from pipeline.paths import SPLITS
 from pipeline.report.changes import as_raw, get_key, same
-from pipeline.report.diagnosis import GAP_NAMES, Diagnosis
+from pipeline.report.diagnosis import GAP_NAMES, LEGACY_VERDICTS, Diagnosis
 from pipeline.report.stats import ErrorEstimate, difference_of_differences, newcombe_interval, wilson_interval
 
 
@@ -46,7 +46,8 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
     Reads the flat keys, or the nested ``errors``/``gaps`` of a diagnosis.json written before them.
     """
     errors, gaps = summary.get("errors") or {}, summary.get("gaps") or {}
-    out: dict[str, Any] = {"verdict": summary.get("verdict"), "source": summary.get("source")}
+    verdict = summary.get("verdict")
+    out: dict[str, Any] = {"verdict": LEGACY_VERDICTS.get(verdict, verdict), "source": summary.get("source")}
     for key in ("human_error", "n_examples"):
         if _number(summary.get(key)):
             out[key] = summary[key]

@@ -31,12 +31,17 @@ SECTIONS = [  # the renderer numbers all but the first two
     "Human level, bias and variance",
     "Verdict and remedies",
     "Before and after",
+    "Stability over seeds",
+    "Ties and the selection-corrected score",
     "Search-range edges",
     "Learning curve",
     "Cost curves of the final model",
+    "Gradient health of the final model",
     "Regularization path (from the trials, no retraining)",
     "Optimization history and parameter importances",
+    "Trial effort and pruning",
     "Trial regimes",
+    "Error analysis (dev)",
     "Confusion matrix (test)",
 ]
 
@@ -70,7 +75,9 @@ def test_every_section_present_and_non_empty(project: tuple[Path, Params]) -> No
     assert f"```sh\n{report.summary['next_command']}\n```" in bodies["Next step"]
 
     page = (root / HTML).read_text()
-    assert page.count("data:image/png;base64,") == 7
+    # errors, learning curve, costs, gradient health, regularization, history, gallery, reliability, confusion
+    # (no importances: 4 trials have too few distinct dev errors)
+    assert page.count("data:image/png;base64,") == 9
     assert "http" not in page and "<script" not in page and "<link" not in page
     assert not re.search(r"(src|href)=\"(?!data:|#)", page)
 

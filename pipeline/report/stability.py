@@ -1,0 +1,173 @@
+"""Stability over seeds: the best configurations retrained with other random streams.
+
+A trial is one draw: its initial weights, batch order and dropout masks come from one seed. The
+report stage retrains the ``report.stability_top_k`` finished trials with the lowest dev error
+(from trials.csv) over ``report.stability_seeds`` seeds each and scores train (and train-dev) and
+dev error. Seed ``s`` of trial ``number`` is ``np.random.default_rng([params.seed, number, 1000 + s])``:
+a stream no trial and no final model uses (they use ``[seed, number]``), the same on every rerun.
+
+A configuration is **unstable** when a seed diverged, or when its *spread* exceeds the gap it is
+diagnosed with. The spread is the larger range (max - min over the seeds) of its train and dev
+error; the dev range counts only beyond the dev interval's half-width, because a dev set of a few
+dozen examples moves in whole examples whatever the seed. The gap is the larger of avoidable bias
+and variance of its seed means (the regime rule), and at least ``report.tolerance``: a spread
+within the tolerance is not worth acting on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Params
+from pipeline.data.store import load_split
+from pipeline.nn.network import error_rate
+from pipeline.nn.train import Diverged, fit
+from pipeline.report.inputs import ReportInputs, split_errors
+from pipeline.report.stats import estimate
+from pipeline.report.trials import TrialRow, complete, trial_values
+from pipeline.study.space import apply_params, architecture, fit_options
+from pipeline.threads import blas_threads_for, limit_blas_threads
+
+SEED_OFFSET = 1000  # seed s is [params.seed, number, SEED_OFFSET + s]
+SPLITS = ("train", "train_dev", "dev")  # never test: evaluate is the only stage that opens it
+
+
+def seed_stream(seed: int, number: int, s: int) -> np.random.Generator:
+    """The random stream of seed ``s`` of trial ``number`` in the stability check."""
+    return np.random.default_rng([seed, number, SEED_OFFSET + s])
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    seed: int
+    errors: dict[str, float] = field(default_factory=dict)  # split -> error rate
+    diverged: str = ""  # why the fit stopped, when it diverged
+
+
+@dataclass(frozen=True)
+class ConfigStability:
+    trial: int
+    values: dict[str, Any]
+    runs: list[SeedRun]
+    chosen: bool  # the final model's configuration
+    human_error: float
+    tolerance: float
+    dev_half_width: float = 0.0
+
+    def _values(self, split: str) -> list[float]:
+        return [r.errors[split] for r in self.runs if not r.diverged and split in r.errors]
+
+    def mean(self, split: str) -> float | None:
+        v = self._values(split)
+        return float(np.mean(v)) if v else None
+
+    def spread(self, split: str) -> float:
+        v = self._values(split)
+        return float(max(v) - min(v)) if v else 0.0
+
+    @property
+    def diverged(self) -> list[int]:
+        return [r.seed for r in self.runs if r.diverged]
+
+    @property
+    def gap(self) -> tuple[str, float]:
+        """The gap it is diagnosed with: the larger of avoidable bias and variance of the seed means."""
+        train, dev = self.mean("train"), self.mean("train_dev") or self.mean("dev")
+        if train is None:
+            return "none", 0.0
+        bias = train - self.human_error
+        variance = (dev - train) if dev is not None else -1.0
+        return ("avoidable_bias", bias) if bias >= variance else ("variance", variance)
+
+    @property
+    def effective_spread(self) -> float:
+        dev = self.spread("dev")
+        return max(self.spread("train"), dev if dev > self.dev_half_width else 0.0)
+
+    @property
+    def unstable(self) -> bool:
+        return bool(self.diverged) or self.effective_spread > max(self.gap[1], self.tolerance)
+
+    def to_dict(self) -> dict[str, Any]:
+        splits = [s for s in SPLITS if self.mean(s) is not None]
+        return {
+            "trial": self.trial,
+            "chosen": self.chosen,
+            "params": self.values,
+            "seeds": len(self.runs),
+            "diverged_seeds": self.diverged,
+            **{f"{s}_error_mean": self.mean(s) for s in splits},
+            **{f"{s}_error_spread": self.spread(s) for s in splits},
+            "gap": {"key": self.gap[0], "value": self.gap[1]},
+            "spread": self.effective_spread,
+            "unstable": self.unstable,
+        }
+
+
+def seed_runs(
+    data: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    config: Params,
+    n_classes: int,
+    streams: Sequence[np.random.Generator],
+) -> list[SeedRun]:
+    """Fit ``config`` on ``data["train"]`` (rows) once per stream and score every split in ``data``."""
+    X, y = data["train"]
+    arch = architecture(config.model, X.shape[1], n_classes)
+    hp = fit_options(config.train)
+    X_dev, y_dev = data["dev"] if hp.patience and "dev" in data else (None, None)  # early stopping needs dev
+    runs = []
+    with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
+        for s, stream in enumerate(streams):
+            try:
+                dev_cols = None if X_dev is None else np.asarray(X_dev).T
+                result = fit(np.asarray(X).T, y, arch, hp, X_dev=dev_cols, y_dev=y_dev, seed=stream)
+            except Diverged as e:
+                runs.append(SeedRun(s, diverged=str(e)))
+                continue
+            errors = {k: float(error_rate(np.asarray(Xs).T, ys, result.weights, arch)) for k, (Xs, ys) in data.items()}
+            runs.append(SeedRun(s, errors))
+    return runs
+
+
+def top_trials(trials: Sequence[TrialRow], k: int) -> list[TrialRow]:
+    """The ``k`` finished trials with the lowest dev error (the lower number first among equals)."""
+
+    def dev(r: TrialRow) -> float:
+        return r.dev_error if r.dev_error is not None else float(r.value)
+
+    return sorted(complete(list(trials)), key=lambda r: (dev(r), r.number))[:k]
+
+
+def stability_check(inputs: ReportInputs, params: Params) -> tuple[list[ConfigStability], list[str]]:
+    """Retrain the top configurations (and the chosen one, the final model's, when it is not among them)
+    over several seeds; return them and notes (why there are none)."""
+    rp = params.report
+    if rp.stability_seeds < 2:
+        return [], [f"report.stability_seeds is {rp.stability_seeds}: the stability check is off"]
+    if not inputs.trials:
+        return [], [inputs.why_missing("trials") or "no trials"]
+    classes = (inputs.meta or {}).get("classes")
+    if "train" not in inputs.sizes or "dev" not in inputs.sizes or not classes:
+        return [], [f"needs the train and dev splits and their classes: {inputs.why_missing('data', 'meta')}"]
+    data = {s: load_split(s, inputs.root) for s in SPLITS if s in inputs.sizes}
+    best = inputs.best or {}
+    chosen = best.get("trial_number") if params.train.use_study_best else None
+    rows = top_trials(inputs.trials, rp.stability_top_k)
+    rows += [r for r in complete(inputs.trials) if r.number == chosen and r not in rows]
+    found, _ = split_errors(inputs)
+    dev_half_width = estimate("dev", *found["dev"], rp.confidence).half_width if "dev" in found else 0.0
+    out = []
+    for row in rows:
+        values = trial_values(row)
+        streams = [seed_stream(params.seed, row.number, s) for s in range(rp.stability_seeds)]
+        runs = seed_runs(data, apply_params(params, values), len(classes), streams)
+        out.append(
+            ConfigStability(
+                row.number, values, runs, row.number == chosen, rp.human_error, rp.tolerance, dev_half_width
+            )
+        )
+    return out, []
