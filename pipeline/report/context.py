@@ -25,8 +25,9 @@ from pipeline.report.analysis import DevAnalysis
 from pipeline.report.changes import Remedy, next_command
 from pipeline.report.compare import Comparison, compare, headline, numbers
 from pipeline.report.curves import CurvePoint
-from pipeline.report.diagnosis import REGIME_TAG, Diagnosis, dev_set_limits, diagnose, regime
+from pipeline.report.diagnosis import REGIME_TAG, Diagnosis, diagnose, regime
 from pipeline.report.edges import EdgeWarning, edge_warnings
+from pipeline.report.evidence import dev_set_limits
 from pipeline.report.health import HealthFlag, health_flag
 from pipeline.report.inputs import ReportInputs, split_errors
 from pipeline.report.remedies import remedies

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
+from pipeline.report.evidence import gap_interval, settle_size
 from pipeline.report.health import HealthFlag
-from pipeline.report.stats import ErrorEstimate, difference_interval, examples_needed, rate_interval
+from pipeline.report.stats import ErrorEstimate
 
 REGIME_TAG = "regime"  # MLflow tag set on every trial run
 REGIMES = ("underfit", "overfit", "good fit")
@@ -52,7 +52,6 @@ GAP_NAMES = {
 }
 # Gaps that make the verdict; overfitting to dev is reported beside it.
 VERDICT_GAPS = ("avoidable_bias", "variance", "data_mismatch")
-MAX_SETTLE_N = 10_000_000  # beyond this, "no evaluation set of any size settles it at these rates"
 
 
 def pct(x: float) -> str:
@@ -117,38 +116,6 @@ def _sides(formula: str) -> tuple[str, str]:
     return a.replace("-", "_"), b.replace("-", "_")
 
 
-def _interval(a: ErrorEstimate, b: ErrorEstimate | float, confidence: float) -> tuple[float, float, str]:
-    """The interval of ``a - b``; ``b`` a number is the fixed human level."""
-    if isinstance(b, ErrorEstimate):
-        return difference_interval(a.errors, a.n, b.errors, b.n, confidence)
-    low, high, method = rate_interval(a.errors, a.n, confidence)
-    return low - b, high - b, method
-
-
-def _settles(a: ErrorEstimate, n: int, b: ErrorEstimate | float, tolerance: float, confidence: float) -> bool:
-    resized = replace(a, n=n)  # the same rate on n examples (the count is rounded)
-    low, high, _ = _interval(resized, b, confidence)
-    value = a.rate - (b.rate if isinstance(b, ErrorEstimate) else b)
-    return low > 0 if _large(value, tolerance) else high <= tolerance
-
-
-def settle_size(a: ErrorEstimate, b: ErrorEstimate | float, tolerance: float, confidence: float) -> int | None:
-    """About how many examples on side ``a`` (at its observed rate) would settle the gap ``a - b``:
-    make it significant when it is above the tolerance, or put its interval within the tolerance.
-    None when no size up to MAX_SETTLE_N does (the other side's uncertainty alone is too wide)."""
-    if _settles(a, a.n, b, tolerance, confidence):
-        return a.n
-    low, high = a.n, max(2 * a.n, 2)
-    while not _settles(a, high, b, tolerance, confidence):
-        if high >= MAX_SETTLE_N:
-            return None
-        low, high = high, min(2 * high, MAX_SETTLE_N)
-    while high - low > max(1, low // 100):  # to about 1%: it is a planning number
-        mid = (low + high) // 2
-        low, high = (low, mid) if _settles(a, mid, b, tolerance, confidence) else (mid, high)
-    return high
-
-
 def gaps(
     errors: Mapping[str, ErrorEstimate], human_error: float, tolerance: float, confidence: float = 0.95
 ) -> dict[str, Gap]:
@@ -170,7 +137,7 @@ def gaps(
         a_name, b_name = _sides(formula)
         a, b = errors[a_name], (human_error if b_name == "human" else errors[b_name])
         value = a.rate - (b.rate if isinstance(b, ErrorEstimate) else b)
-        low, high, method = _interval(a, b, confidence)
+        low, high, method = gap_interval(a, b, confidence)
         gap = Gap(key, formula, value, low, high, method, tolerance, a_name)
         if gap.status == "inconclusive":
             gap = replace(gap, settle_n=settle_size(a, b, tolerance, confidence))
@@ -300,30 +267,3 @@ def diagnose(
     if gradient is not None and (gradient.severe or bias in ("high_bias", "high_bias_and_variance")):
         verdict = gradient.verdict
     return Diagnosis(verdict, found, dict(errors), human_error, tolerance, confidence, gradient, bias)
-
-
-# --- what the dev set can and cannot support ----------------------------------------------------
-
-
-def dev_set_limits(errors: Mapping[str, ErrorEstimate], tolerance: float, confidence: float) -> dict[str, Any]:
-    """How wide the dev interval is and which comparisons it is too small to support."""
-    dev = errors.get("dev")
-    if dev is None:
-        return {"too_small": False, "unsupported": [], "reason": "no dev error available"}
-    too_small = dev.half_width > tolerance
-    unsupported = []
-    if too_small:
-        unsupported = [
-            "variance (dev - train): a gap below the dev interval's half-width is noise",
-            "overfitting to dev (test - dev): both sides are small sets",
-            "ranking trials whose dev errors differ by less than the interval: the best one may have won by luck",
-        ]
-        if "train_dev" in errors:
-            unsupported[0] = "data mismatch (dev - train-dev)"
-    return {
-        "n": dev.n,
-        "half_width": dev.half_width,
-        "too_small": too_small,
-        "unsupported": unsupported,
-        "needed_n": examples_needed(dev.rate, tolerance, confidence),
-    }

@@ -84,20 +84,22 @@ def remedies(
     # a range whose edge holds the best value is where the study was cut short: widen it first
     at_edge = {k for w in edge_warnings(best, params.tune.space) for k in w.change}
     bias = sorted(_bias(params, best), key=lambda r: not at_edge & set(r.set))
-    if verdict != "high_bias":
+    if verdict in ("inconclusive", "good_fit"):  # the dev set is what limits the diagnosis: enlarge it first
         candidates += evidence
     if verdict == "high_bias_and_variance":
         bias_first = diag.gaps["avoidable_bias"].value >= diag.gaps["variance"].value
         pair = (bias, _variance(params, best, sizes, notes))
         candidates += [*pair[0], *pair[1]] if bias_first else [*pair[1], *pair[0]]
     elif verdict == "high_bias":
-        candidates += [*bias, *evidence]
+        candidates += bias
     elif verdict == "high_variance":
         candidates += _variance(params, best, sizes, notes)
     elif verdict == "data_mismatch":
         candidates += _mismatch(params, sizes, target, notes)
     elif verdict == "good_fit":
         candidates += _refine(best)
+    if verdict not in ("inconclusive", "good_fit"):  # a significant problem: its remedies first, then more evidence
+        candidates += evidence
     if flag is not None and verdict != flag.verdict:
         candidates += gradient_remedies(flag, params, best)
     dev = diag.errors.get("dev")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import Params, params_from_dict
-from pipeline.report.diagnosis import REGIMES, dev_set_limits, diagnose, regime
+from pipeline.report.diagnosis import REGIMES, diagnose, regime
 from pipeline.report.edges import edge_warnings
+from pipeline.report.evidence import dev_set_limits
 from pipeline.report.remedies import remedies
 from pipeline.report.stats import estimate
 
