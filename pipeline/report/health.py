@@ -92,6 +92,11 @@ def _fmt(x: float) -> str:
     return f"{x:.2g}"
 
 
+def _times(x: float) -> str:
+    """A factor: '200x', '12,345x', '1.7e+09x'."""
+    return f"{x:,.0f}x" if x < 1e6 else f"{x:.1e}x"
+
+
 def health_flag(rows: Sequence[LayerRow], underfit: bool) -> HealthFlag | None:
     """The flag the rows raise (exploding first: it breaks the network), or None."""
     epochs = by_epoch(rows)
@@ -118,8 +123,8 @@ def health_flag(rows: Sequence[LayerRow], underfit: bool) -> HealthFlag | None:
         before = start[1].update_ratio / start[n_layers].update_ratio
         if r1 / rL > before:
             why = (
-                f"at epoch {last_epoch} layer 1's update ratio {_fmt(r1)} is {r1 / rL:.0f}x the output layer's "
-                f"{_fmt(rL)}, up from {before:.0f}x at epoch {first_epoch}: the gradient grows toward the input"
+                f"at epoch {last_epoch} layer 1's update ratio {_fmt(r1)} is {_times(r1 / rL)} the output layer's "
+                f"{_fmt(rL)}, up from {_times(before)} at epoch {first_epoch}: the gradient grows toward the input"
             )
             return HealthFlag("exploding", 1, last_epoch, why)
     if all(r.grad_norm == 0 for r in last.values()):
@@ -133,8 +138,8 @@ def health_flag(rows: Sequence[LayerRow], underfit: bool) -> HealthFlag | None:
     needed = max(FACTOR, PER_LAYER ** (n_layers - 1))
     if rL > 0 and r1 * needed <= rL:
         why = (
-            f"at epoch {last_epoch} layer 1's update ratio {_fmt(r1)} is {rL / r1:.2g}x below the output layer's "
-            f"{_fmt(rL)} (flagged from {needed:.0f}x for {n_layers} layers)"
+            f"at epoch {last_epoch} layer 1's update ratio {_fmt(r1)} is {_times(rL / r1)} below the output layer's "
+            f"{_fmt(rL)} (flagged from {_times(needed)} for {n_layers} layers)"
         )
         return HealthFlag("vanishing", 1, last_epoch, why)
     if underfit and r1 < FLOOR:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.config import Params
+from pipeline.config import Params, params_from_dict
 from pipeline.errors import DataError
 from pipeline.report.compare import headline
 from pipeline.report.diagnosis import REGIME_TAG, TITLES, regime
@@ -91,6 +91,23 @@ def test_every_section_present_and_non_empty(project: tuple[Path, Params]) -> No
     assert sum(summary["regimes"].values()) == 4
     e = summary["errors"]["dev"]
     assert e["low"] <= e["rate"] <= e["high"] and e["n"] == 30
+    stability = summary["stability"]
+    assert len(stability["configurations"]) == 3 and sum(c["chosen"] for c in stability["configurations"]) == 1
+    assert summary["seed_averaged"] == ["train", "dev"]  # the verdict reads the chosen configuration's seed means
+    assert summary["selection"]["n_trials"] == 4 and summary["selection"]["n_dev"] == 30
+    assert len(summary["gradient_health"]["last_epoch"]) == 3  # two hidden layers and the output
+    analysis = summary["error_analysis"]
+    assert analysis["n_dev"] == 30 and len(analysis["per_class"]) == 10 and 0 <= analysis["ece"] <= 1
+    assert summary["pruning"]["per_state"]["COMPLETE"]["epochs"] == 4 * 8
+
+
+def test_stability_off(project: tuple[Path, Params], tmp_path: Path) -> None:
+    root = copy_of(project, tmp_path)
+    params = params_from_dict({**RAW_PARAMS, "report": {**RAW_PARAMS["report"], "stability_seeds": 0}})
+    summary = write_report(params, root).summary
+    assert summary["stability"]["configurations"] == [] and summary["seed_averaged"] == []
+    assert summary["stability"]["notes"] == ["report.stability_seeds is 0: the stability check is off"]
+    assert summary["train_error"] == summary["final_model_errors"]["train"]["rate"]
 
 
 def test_train_dev_split_gives_data_mismatch(tmp_path: Path) -> None:
@@ -192,6 +209,10 @@ def test_publish_tags_trials_and_logs_only_to_a_finished_parent(
     logged = {a.path for a in client.list_artifacts(parent, "report")}
     assert logged == {"report/diagnosis.md", "report/report.html", "report/diagnosis.json"}
     assert client.get_run(parent).data.tags["diagnosis"] == report.summary["verdict"]
+    metrics = client.get_run(parent).data.metrics
+    assert metrics["selection_corrected"] == pytest.approx(report.summary["selection"]["corrected"])
+    assert metrics["selection_tied_trials"] == len(report.summary["selection"]["tied_trials"])
+    assert metrics["pruning_saved_s"] == 0.0 and metrics["trials_complete_epochs"] == 32
     run_ids = list(df["user_attrs_mlflow_run_id"])
     assert (
         tracking.tag_runs({"0" * 32: {REGIME_TAG: "overfit"}, run_ids[0]: {REGIME_TAG: "overfit"}}) == 1
