@@ -25,9 +25,10 @@ def stability_section(ctx: ReportContext) -> Section:
     rp = ctx.params.report
     s.add(
         f"The {rp.stability_top_k} finished trials with the lowest dev error (and the final model's configuration) "
-        f"retrained with {rp.stability_seeds} other seeds each: seed s of trial n is "
-        f"`np.random.default_rng([seed, n, {SEED_OFFSET} + s])`, a stream no trial uses. Train and dev error are "
-        "each seed's; the range is max - min over the seeds."
+        f"over {rp.stability_seeds} seeds each. Seed 0 is the trial itself (its stream `[seed, n]`; its errors "
+        "read from trials.csv when it scored on dev and there is no train-dev split, else retrained); seed s >= 1 "
+        f"is retrained with `np.random.default_rng([seed, n, {SEED_OFFSET} + s])`, a stream no trial uses. The "
+        "range is max - min over the seeds."
     )
     rows = []
     for c in ctx.stability:

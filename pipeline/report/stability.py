@@ -3,49 +3,55 @@
 A trial is one draw: its initial weights, batch order and dropout masks come from one seed. The
 report stage retrains the ``report.stability_top_k`` finished trials with the lowest dev error
 (from trials.csv) over ``report.stability_seeds`` seeds each and scores train (and train-dev) and
-dev error. Seed ``s`` of trial ``number`` is ``np.random.default_rng([params.seed, number, 1000 + s])``:
-a stream no trial and no final model uses (they use ``[seed, number]``), the same on every rerun.
+dev error. Seed 0 of trial ``number`` is the trial's own stream (``[params.seed, number]``, as
+``study.space.trial_seed``): its train and dev error are read from trials.csv, not retrained, when
+the trial scored on dev (``tune.cv_folds`` 0) and there is no train-dev split to score as well
+(else it is retrained with that stream, which reproduces the trial). Seed ``s >= 1`` is
+``np.random.default_rng([params.seed, number, 1000 + s])``: streams no trial uses, the same on every
+rerun.
 
 A configuration is **unstable** when a seed diverged, or when its *spread* exceeds the gap it is
 diagnosed with. The spread is the larger range (max - min over the seeds) of its train and dev
 error; the dev range counts only beyond the dev interval's half-width, because a dev set of a few
 dozen examples moves in whole examples whatever the seed. The gap is the larger of avoidable bias
 and variance of its seed means (the regime rule), and at least ``report.tolerance``: a spread
-within the tolerance is not worth acting on either.
+within the tolerance is not worth acting on either. The fits run in parallel where cores are free
+(``seeds.run_all``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from pipeline.config import Params
-from pipeline.data.store import load_split
-from pipeline.nn.network import error_rate
-from pipeline.nn.train import Diverged, fit
 from pipeline.report.inputs import ReportInputs, split_errors
+from pipeline.report.seeds import Data, Job, SeedRun, fit_and_score, run_all
 from pipeline.report.stats import estimate
 from pipeline.report.trials import TrialRow, complete, trial_values
-from pipeline.study.space import apply_params, architecture, fit_options
-from pipeline.threads import blas_threads_for, limit_blas_threads
+from pipeline.study.space import apply_params
 
-SEED_OFFSET = 1000  # seed s is [params.seed, number, SEED_OFFSET + s]
+SEED_OFFSET = 1000  # seed s >= 1 is [params.seed, number, SEED_OFFSET + s]
 SPLITS = ("train", "train_dev", "dev")  # never test: evaluate is the only stage that opens it
 
 
+def seed_entropy(seed: int, number: int, s: int) -> tuple[int, ...]:
+    """What seeds the random stream of seed ``s`` of trial ``number``: the trial's own for s = 0."""
+    return (seed, number) if s == 0 else (seed, number, SEED_OFFSET + s)
+
+
+def _recorded(row: TrialRow, params: Params, splits: Sequence[str]) -> SeedRun | None:
+    """Seed 0 as the study measured it, when trials.csv holds the same numbers a retrain would give."""
+    if params.tune.cv_folds or "train_dev" in splits or row.train_error is None or row.dev_error is None:
+        return None
+    return SeedRun(0, {"train": float(row.train_error), "dev": float(row.dev_error)})
+
+
 def seed_stream(seed: int, number: int, s: int) -> np.random.Generator:
-    """The random stream of seed ``s`` of trial ``number`` in the stability check."""
-    return np.random.default_rng([seed, number, SEED_OFFSET + s])
-
-
-@dataclass(frozen=True)
-class SeedRun:
-    seed: int
-    errors: dict[str, float] = field(default_factory=dict)  # split -> error rate
-    diverged: str = ""  # why the fit stopped, when it diverged
+    return np.random.default_rng(list(seed_entropy(seed, number, s)))
 
 
 @dataclass(frozen=True)
@@ -102,35 +108,18 @@ class ConfigStability:
             "diverged_seeds": self.diverged,
             **{f"{s}_error_mean": self.mean(s) for s in splits},
             **{f"{s}_error_spread": self.spread(s) for s in splits},
+            "runs": [
+                {"seed": r.seed, **r.errors, **({"diverged": r.diverged} if r.diverged else {})} for r in self.runs
+            ],
             "gap": {"key": self.gap[0], "value": self.gap[1]},
             "spread": self.effective_spread,
             "unstable": self.unstable,
         }
 
 
-def seed_runs(
-    data: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    config: Params,
-    n_classes: int,
-    streams: Sequence[np.random.Generator],
-) -> list[SeedRun]:
-    """Fit ``config`` on ``data["train"]`` (rows) once per stream and score every split in ``data``."""
-    X, y = data["train"]
-    arch = architecture(config.model, X.shape[1], n_classes)
-    hp = fit_options(config.train)
-    X_dev, y_dev = data["dev"] if hp.patience and "dev" in data else (None, None)  # early stopping needs dev
-    runs = []
-    with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
-        for s, stream in enumerate(streams):
-            try:
-                dev_cols = None if X_dev is None else np.asarray(X_dev).T
-                result = fit(np.asarray(X).T, y, arch, hp, X_dev=dev_cols, y_dev=y_dev, seed=stream)
-            except Diverged as e:
-                runs.append(SeedRun(s, diverged=str(e)))
-                continue
-            errors = {k: float(error_rate(np.asarray(Xs).T, ys, result.weights, arch)) for k, (Xs, ys) in data.items()}
-            runs.append(SeedRun(s, errors))
-    return runs
+def seed_runs(data: Data, config: Params, n_classes: int, entropies: Sequence[tuple[int, ...]]) -> list[SeedRun]:
+    """Fit ``config`` on ``data["train"]`` (rows) once per stream, in this process, and score every split."""
+    return [fit_and_score(data, Job(config, n_classes, tuple(e), s)) for s, e in enumerate(entropies)]
 
 
 def top_trials(trials: Sequence[TrialRow], k: int) -> list[TrialRow]:
@@ -153,21 +142,25 @@ def stability_check(inputs: ReportInputs, params: Params) -> tuple[list[ConfigSt
     classes = (inputs.meta or {}).get("classes")
     if "train" not in inputs.sizes or "dev" not in inputs.sizes or not classes:
         return [], [f"needs the train and dev splits and their classes: {inputs.why_missing('data', 'meta')}"]
-    data = {s: load_split(s, inputs.root) for s in SPLITS if s in inputs.sizes}
+    splits = [s for s in SPLITS if s in inputs.sizes]
     best = inputs.best or {}
     chosen = best.get("trial_number") if params.train.use_study_best else None
     rows = top_trials(inputs.trials, rp.stability_top_k)
     rows += [r for r in complete(inputs.trials) if r.number == chosen and r not in rows]
     found, _ = split_errors(inputs)
     dev_half_width = estimate("dev", *found["dev"], rp.confidence).half_width if "dev" in found else 0.0
+    values = [trial_values(r) for r in rows]
+    recorded = {r.number: _recorded(r, params, splits) for r in rows}
+    jobs = [
+        Job(apply_params(params, v), len(classes), seed_entropy(params.seed, r.number, s), s)
+        for r, v in zip(rows, values, strict=True)
+        for s in range(rp.stability_seeds)
+        if not (s == 0 and recorded[r.number])
+    ]
+    fitted = iter(run_all(inputs.root, splits, jobs))
     out = []
-    for row in rows:
-        values = trial_values(row)
-        streams = [seed_stream(params.seed, row.number, s) for s in range(rp.stability_seeds)]
-        runs = seed_runs(data, apply_params(params, values), len(classes), streams)
-        out.append(
-            ConfigStability(
-                row.number, values, runs, row.number == chosen, rp.human_error, rp.tolerance, dev_half_width
-            )
-        )
+    for r, v in zip(rows, values, strict=True):
+        first = recorded[r.number]
+        runs = ([first] if first else []) + [next(fitted) for _ in range(rp.stability_seeds - bool(first))]
+        out.append(ConfigStability(r.number, v, runs, r.number == chosen, rp.human_error, rp.tolerance, dev_half_width))
     return out, []

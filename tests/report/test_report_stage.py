@@ -17,6 +17,7 @@ from pipeline.config import Params, params_from_dict
 from pipeline.errors import DataError
 from pipeline.report.compare import headline
 from pipeline.report.diagnosis import REGIME_TAG, TITLES, regime
+from pipeline.report.trials import read_trials
 from pipeline.stages.report import HTML, MARKDOWN, SUMMARY, publish, write_report
 from tests.report.conftest import RAW_PARAMS, build_project, small_params
 
@@ -94,6 +95,11 @@ def test_every_section_present_and_non_empty(project: tuple[Path, Params]) -> No
     stability = summary["stability"]
     assert len(stability["configurations"]) == 3 and sum(c["chosen"] for c in stability["configurations"]) == 1
     assert summary["seed_averaged"] == ["train", "dev"]  # the verdict reads the chosen configuration's seed means
+    trials = {r.number: r for r in read_trials(root / "reports/study/trials.csv")}
+    for c in stability["configurations"]:  # seed 0 is the trial as the study measured it, not retrained
+        first = c["runs"][0]
+        assert (first["train"], first["dev"]) == (trials[c["trial"]].train_error, trials[c["trial"]].dev_error)
+        assert [r["seed"] for r in c["runs"]] == [0, 1, 2]
     assert summary["selection"]["n_trials"] == 4 and summary["selection"]["n_dev"] == 30
     assert len(summary["gradient_health"]["last_epoch"]) == 3  # two hidden layers and the output
     analysis = summary["error_analysis"]

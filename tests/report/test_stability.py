@@ -9,8 +9,16 @@ from sklearn.datasets import load_digits
 
 from pipeline.config import Params, params_from_dict
 from pipeline.report.context import build_context
-from pipeline.report.stability import ConfigStability, SeedRun, seed_runs, seed_stream, top_trials
+from pipeline.report.stability import (
+    ConfigStability,
+    SeedRun,
+    seed_entropy,
+    seed_runs,
+    seed_stream,
+    top_trials,
+)
 from pipeline.report.trials import TrialRow
+from pipeline.study.space import trial_seed
 from tests.report.helpers import inputs
 
 HUMAN, TOL = 0.005, 0.02
@@ -50,6 +58,7 @@ def test_the_dev_range_counts_only_beyond_the_dev_interval() -> None:
 def test_the_seed_rule() -> None:
     assert seed_stream(42, 7, 2).random() == np.random.default_rng([42, 7, 1002]).random()
     assert seed_stream(42, 7, 2).random() != np.random.default_rng([42, 7]).random()  # not the trial's own stream
+    assert seed_stream(42, 7, 0).random() == trial_seed(42, 7).random()  # seed 0 is the trial itself
 
 
 def test_top_trials_by_dev_error() -> None:
@@ -80,7 +89,7 @@ def test_a_huge_learning_rate_with_gd_is_flagged_and_a_small_one_is_not(learning
             "train": {"optimizer": "gd", "learning_rate": learning_rate, "epochs": 10, "batch_size": 64},
         }
     )
-    runs = seed_runs(data, params, 10, [seed_stream(1, 0, s) for s in range(5)])
+    runs = seed_runs(data, params, 10, [seed_entropy(1, 0, s) for s in range(5)])
     c = ConfigStability(0, {"learning_rate": learning_rate}, runs, True, HUMAN, TOL, dev_half_width=0.04)
     assert c.unstable is unstable
     if unstable:
@@ -101,3 +110,20 @@ def test_the_verdict_reads_the_seed_means_of_the_chosen_configuration() -> None:
     assert chosen.unstable and ctx.remedies[0].addresses == "stability"
     assert ctx.remedies[0].set == {"tune.space.learning_rate.high": 0.01}
     assert {"train.epochs": 120} in [r.set for r in ctx.remedies]
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_runs(tmp_path) -> None:
+    """The fits spread over processes reproduce the in-process ones bit for bit."""
+    from pipeline.report.seeds import Job, run_all
+
+    split = tmp_path / "data/split"
+    split.mkdir(parents=True)
+    for name, (X, y) in digits().items():
+        np.save(split / f"X_{name}.npy", X[:200].astype(np.float32))
+        np.save(split / f"y_{name}.npy", y[:200].astype(np.int64))
+    params = params_from_dict({"model": {"hidden_layers": [8]}, "train": {"epochs": 3}})
+    jobs = [Job(params, 10, seed_entropy(1, n, s), s) for n in (0, 1) for s in range(2)]
+    inline = run_all(tmp_path, ["train", "dev"], jobs, workers=1)
+    assert run_all(tmp_path, ["train", "dev"], jobs, workers=2) == inline
+    assert len({r.errors["train"] for r in inline}) > 1  # different streams: different networks
