@@ -53,7 +53,7 @@ def stability_section(ctx: ReportContext) -> Section:
         "A configuration is unstable when a seed diverged, or when its spread exceeds the gap it is diagnosed with "
         f"(the larger of avoidable bias and variance of its seed means, at least the tolerance of "
         f"{100 * rp.tolerance:.1f} points). The spread is the larger range of train and dev error; the dev range "
-        f"counts only beyond the dev interval's half-width ({100 * ctx.limits.get('half_width', 0.0):.1f} points): "
+        "counts only beyond the dev interval's half-width at the configuration's mean dev error: "
         "a small dev set moves in whole examples whatever the seed."
     )
     unstable = [stability_phrase(c) for c in ctx.stability if c.unstable]

@@ -84,14 +84,12 @@ def error_analysis_section(ctx: ReportContext) -> Section:
     s.add(
         Plot(figures.reliability_figure(a.bins, a.ece), "accuracy against predicted probability, 10 equal-width bins")
     )
+    side = "overconfident" if a.overconfidence > 0 else "underconfident"
     return s.add(
         f"Expected calibration error (ECE) {a.ece:.3f}: the bins' |accuracy - mean probability|, weighted by their "
-        "share of the dev examples. Near 0, a predicted 0.9 is right about 9 times in 10; "
-        + (
-            "the model is overconfident where the bars fall below the diagonal."
-            if a.ece > 0.05
-            else "this one is close."
-        )
+        "share of the dev examples; near 0, a predicted 0.9 is right about 9 times in 10. On average the predicted "
+        f"probability is {100 * abs(a.overconfidence):.1f} points {'above' if a.overconfidence > 0 else 'below'} "
+        f"the accuracy ({side} where the bars {'fall below' if a.overconfidence > 0 else 'rise above'} the diagonal)."
     )
 
 

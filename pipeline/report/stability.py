@@ -12,11 +12,11 @@ rerun.
 
 A configuration is **unstable** when a seed diverged, or when its *spread* exceeds the gap it is
 diagnosed with. The spread is the larger range (max - min over the seeds) of its train and dev
-error; the dev range counts only beyond the dev interval's half-width, because a dev set of a few
-dozen examples moves in whole examples whatever the seed. The gap is the larger of avoidable bias
-and variance of its seed means (the regime rule), and at least ``report.tolerance``: a spread
-within the tolerance is not worth acting on either. The fits run in parallel where cores are free
-(``seeds.run_all``).
+error; the dev range counts only beyond the dev interval's half-width (Wilson, at the
+configuration's mean dev error), because a dev set of a few dozen examples moves in whole examples
+whatever the seed. The gap is the larger of avoidable bias and variance of its seed means (the
+regime rule), and at least ``report.tolerance``: a spread within the tolerance is not worth acting
+on either. The fits run in parallel where cores are free (``seeds.run_all``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class ConfigStability:
     chosen: bool  # the final model's configuration
     human_error: float
     tolerance: float
-    dev_half_width: float = 0.0
+    n_dev: int = 0  # dev examples, for the dev interval's half-width (0: every dev move counts)
+    confidence: float = 0.95
 
     def _values(self, split: str) -> list[float]:
         return [r.errors[split] for r in self.runs if not r.diverged and split in r.errors]
@@ -93,6 +94,12 @@ class ConfigStability:
     def effective_spread(self) -> float:
         dev = self.spread("dev")
         return max(self.spread("train"), dev if dev > self.dev_half_width else 0.0)
+
+    @property
+    def dev_half_width(self) -> float:
+        """The Wilson half-width of the dev error at this configuration's mean rate."""
+        mean = self.mean("dev")
+        return estimate("dev", mean, self.n_dev, self.confidence).half_width if mean is not None and self.n_dev else 0.0
 
     @property
     def unstable(self) -> bool:
@@ -148,7 +155,7 @@ def stability_check(inputs: ReportInputs, params: Params) -> tuple[list[ConfigSt
     rows = top_trials(inputs.trials, rp.stability_top_k)
     rows += [r for r in complete(inputs.trials) if r.number == chosen and r not in rows]
     found, _ = split_errors(inputs)
-    dev_half_width = estimate("dev", *found["dev"], rp.confidence).half_width if "dev" in found else 0.0
+    n_dev = found["dev"][1] if "dev" in found else inputs.sizes["dev"]
     values = [trial_values(r) for r in rows]
     recorded = {r.number: _recorded(r, params, splits) for r in rows}
     jobs = [
@@ -162,5 +169,7 @@ def stability_check(inputs: ReportInputs, params: Params) -> tuple[list[ConfigSt
     for r, v in zip(rows, values, strict=True):
         first = recorded[r.number]
         runs = ([first] if first else []) + [next(fitted) for _ in range(rp.stability_seeds - bool(first))]
-        out.append(ConfigStability(r.number, v, runs, r.number == chosen, rp.human_error, rp.tolerance, dev_half_width))
+        out.append(
+            ConfigStability(r.number, v, runs, r.number == chosen, rp.human_error, rp.tolerance, n_dev, rp.confidence)
+        )
     return out, []

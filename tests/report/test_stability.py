@@ -24,13 +24,13 @@ from tests.report.helpers import inputs
 HUMAN, TOL = 0.005, 0.02
 
 
-def config(*errors: tuple[float, float] | str, half_width: float = 0.0, chosen: bool = False) -> ConfigStability:
+def config(*errors: tuple[float, float] | str, n_dev: int = 0, chosen: bool = False) -> ConfigStability:
     """A configuration's seed runs from (train, dev) errors, or a string: that seed diverged."""
     runs = [
         SeedRun(s, diverged=e) if isinstance(e, str) else SeedRun(s, {"train": e[0], "dev": e[1]})
         for s, e in enumerate(errors)
     ]
-    return ConfigStability(4, {"learning_rate": 0.03}, runs, chosen, HUMAN, TOL, half_width)
+    return ConfigStability(4, {"learning_rate": 0.03}, runs, chosen, HUMAN, TOL, n_dev)
 
 
 def test_a_spread_beyond_the_gap_is_unstable() -> None:
@@ -51,8 +51,9 @@ def test_a_diverged_seed_is_unstable() -> None:
 def test_the_dev_range_counts_only_beyond_the_dev_interval() -> None:
     # 18 dev examples: one example is 5.6 points, within a half-width of 12 points
     jitter = [(0.0, 0.0), (0.0, 1 / 18), (0.001, 0.0)]
-    assert not config(*jitter, half_width=0.12).unstable
-    assert config(*jitter, half_width=0.0).unstable  # a large dev set: 5.6 points is real
+    small = config(*jitter, n_dev=18)
+    assert 0.08 < small.dev_half_width < 0.1 and not small.unstable
+    assert config(*jitter, n_dev=0).unstable  # counted in full: 5.6 points beyond the gap
 
 
 def test_the_seed_rule() -> None:
@@ -90,7 +91,7 @@ def test_a_huge_learning_rate_with_gd_is_flagged_and_a_small_one_is_not(learning
         }
     )
     runs = seed_runs(data, params, 10, [seed_entropy(1, 0, s) for s in range(5)])
-    c = ConfigStability(0, {"learning_rate": learning_rate}, runs, True, HUMAN, TOL, dev_half_width=0.04)
+    c = ConfigStability(0, {"learning_rate": learning_rate}, runs, True, HUMAN, TOL, n_dev=200)
     assert c.unstable is unstable
     if unstable:
         assert c.spread("train") > 2 * c.gap[1]  # not a close call
