@@ -75,8 +75,8 @@ def eval_split(
     why = f"{now}; `split.dev` {new:g} gives about {n_new} of the {total} examples (±{100 * half:.1f} points)"
     if want > cap:
         why += (
-            f". About {needed} would settle it (a gap of {tol}), more than this data can give while training keeps "
-            f"{100 * MIN_TRAIN_FRACTION:.0f}%: this is the largest dev set it supports"
+            f". About {needed} dev examples would settle the diagnosis (to {tol}), more than this data can give while "
+            f"training keeps {100 * MIN_TRAIN_FRACTION:.0f}%: this is the largest dev set it supports"
         )
     return Remedy(changes, addresses, why), None
 
