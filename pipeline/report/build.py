@@ -51,7 +51,7 @@ def summary(ctx: ReportContext) -> dict[str, Any]:
         **{
             k: v
             for k, v in numbers.items()
-            if k not in ("verdict", "source", "human_error", "gaps", "remedies", "next_command")
+            if k not in ("verdict", "source", "human_error", "gaps", "remedies", "next_command", "chosen_unstable")
         },
         # no "split"/"key" fields: the dict key says it, and each scalar is a column in `dvc exp show`
         "errors": {

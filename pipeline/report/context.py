@@ -221,6 +221,7 @@ def summary_numbers(ctx: ReportContext) -> dict[str, Any]:
         "gaps": {k: {"value": g.value, "formula": g.formula} for k, g in (diag.gaps if diag else {}).items()},
         "remedies": [{"set": r.set, "addresses": r.addresses, "why": r.why} for r in ctx.remedies],
         "next_command": ctx.next_command,
+        "chosen_unstable": bool(ctx.chosen and ctx.chosen.unstable) if ctx.stability else None,
     }
 
 

@@ -43,6 +43,7 @@ TITLES = {
     "exploding_gradients": "Exploding gradients",
 }
 VERDICTS = tuple(TITLES)
+GRADIENT_VERDICTS = ("vanishing_gradients", "exploding_gradients")
 LEGACY_VERDICTS = {"both": "high_bias_and_variance"}  # names of diagnosis.json files written before
 GAP_NAMES = {
     "avoidable_bias": "avoidable bias",

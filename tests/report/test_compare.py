@@ -107,3 +107,20 @@ def test_a_change_of_data_is_said(before: dict) -> None:
     assert "**The data changed** since the previous diagnosis (`folder`, 9000 examples -> `npz`, 456)" in section(
         other.markdown, "Before and after"
     )
+
+
+def test_a_gradient_remedy_is_met_when_the_flag_is_gone() -> None:
+    previous = {
+        "verdict": "vanishing_gradients",
+        "train_error": 0.9, "n_train": 3000, "dev_error": 0.9, "n_dev": 3000,
+        "remedies": [{"set": {"model.init": "xavier"}, "addresses": "gradients", "why": "Xavier"}],
+        "next_command": "dvc exp run -S 'model.init=xavier'",
+    }  # fmt: skip
+    xavier = params_from_dict({"model": {"init": "xavier", "hidden_activation": "sigmoid"}})
+    after = report(TRAIN, (300, 3000), xavier, previous=previous)
+    assert after.summary["comparison"]["applied"]["outcome"] == "met"
+    assert "It did: the gradient-health flag is gone." in section(after.markdown, "Before and after")
+    unstable = {**previous, "remedies": [{"set": {"model.init": "xavier"}, "addresses": "stability"}]}
+    again = report(TRAIN, (300, 3000), xavier, previous=unstable)  # no stability check ran: nothing to tell
+    assert again.summary["comparison"]["applied"]["outcome"] == "unknown"
+    assert "did not record the chosen configuration's instability" in section(again.markdown, "Before and after")
