@@ -7,15 +7,17 @@ the remedies with the next command, and the comparison with the diagnosis it rep
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline.report.context import ReportContext, summary_numbers
 from pipeline.report.diagnosis import TITLES
+from pipeline.report.health import last_epoch_table
 from pipeline.report.render import to_html, to_markdown
 from pipeline.report.sections import SECTIONS
-from pipeline.report.sections_fit import no_diagnosis
+from pipeline.report.sections_top import no_diagnosis
 
 TITLE = "Bias/variance diagnosis"
 
@@ -49,7 +51,7 @@ def summary(ctx: ReportContext) -> dict[str, Any]:
         **{
             k: v
             for k, v in numbers.items()
-            if k not in ("verdict", "source", "human_error", "gaps", "remedies", "next_command")
+            if k not in ("verdict", "source", "human_error", "gaps", "remedies", "next_command", "chosen_unstable")
         },
         # no "split"/"key" fields: the dict key says it, and each scalar is a column in `dvc exp show`
         "errors": {
@@ -57,9 +59,21 @@ def summary(ctx: ReportContext) -> dict[str, Any]:
             for k, e in ctx.errors.items()
         },
         "gaps": {
-            k: {"value": g.value, "formula": g.formula, "significant": g.significant, "status": g.status}
+            k: {
+                "value": g.value,
+                "formula": g.formula,
+                "low": g.low,
+                "high": g.high,
+                "method": g.method,
+                "significant": g.significant,
+                "status": g.status,
+                "settle_split": g.settle_split if g.status == "inconclusive" else None,
+                "settle_n": g.settle_n,
+            }
             for k, g in (diag.gaps if diag else {}).items()
         },
+        "seed_averaged": list(ctx.seed_averaged),
+        "final_model_errors": {k: {"rate": e.rate, "n": e.n} for k, e in ctx.model_errors.items()},
         "dev_set": ctx.limits,
         "remedies": numbers["remedies"],
         "remedy_notes": ctx.remedy_notes,
@@ -67,6 +81,50 @@ def summary(ctx: ReportContext) -> dict[str, Any]:
         "learning_curve": [asdict(p) for p in ctx.curve],
         "regimes": dict(Counter(ctx.trial_regimes.values())),
         "importances": ctx.importances or {},
+        "importance_reason": ctx.importance_reason,
+        "selection": ctx.selection.to_dict() if ctx.selection else None,
+        "stability": _stability(ctx),
+        "gradient_health": _health(ctx),
+        "error_analysis": ctx.analysis.to_dict() if ctx.analysis else {"reason": ctx.analysis_reason},
+        "pruning": _effort(ctx),
+        "target": ctx.inputs.target,
         "previous": ctx.previous,
         "comparison": ctx.comparison.to_dict() if ctx.comparison else None,
+    }
+
+
+def _stability(ctx: ReportContext) -> dict[str, Any]:
+    rp = ctx.params.report
+    chosen = ctx.chosen
+    return {
+        "top_k": rp.stability_top_k,
+        "seeds": rp.stability_seeds,
+        "configurations": [c.to_dict() for c in ctx.stability],
+        "chosen_unstable": bool(chosen and chosen.unstable),
+        "notes": ctx.stability_notes,
+    }
+
+
+def _health(ctx: ReportContext) -> dict[str, Any]:
+    flag = ctx.gradient
+    return {
+        "flag": flag.kind if flag else None,
+        "layer": flag.layer if flag else None,
+        "reason": flag.reason if flag else ctx.inputs.why_missing("health"),
+        "last_epoch": [
+            {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in asdict(r).items()}
+            for r in last_epoch_table(ctx.inputs.health or [])
+        ],
+    }
+
+
+def _effort(ctx: ReportContext) -> dict[str, Any] | None:
+    e = ctx.effort
+    if e is None:
+        return None
+    return {
+        "per_state": e.per_state,
+        "saved_epochs": e.saved_epochs,
+        "saved_seconds": e.saved_seconds,
+        "seconds_per_epoch": e.seconds_per_epoch,
     }

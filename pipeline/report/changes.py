@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -19,6 +20,16 @@ from pipeline.config import Params, params_from_dict
 from pipeline.errors import ConfigError
 
 _MISSING = object()
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """One remedy: a change of params.yaml keys, what it should shrink (a key of ``remedies.ADDRESSES``)
+    and why, in words."""
+
+    set: dict[str, Any]  # dotted params.yaml key -> new value
+    addresses: str
+    why: str
 
 
 def as_raw(params: Params) -> dict[str, Any]:

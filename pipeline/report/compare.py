@@ -20,7 +20,7 @@ from typing import Any
 from pipeline.config import Params
 from pipeline.paths import SPLITS
 from pipeline.report.changes import as_raw, get_key, same
-from pipeline.report.diagnosis import GAP_NAMES, Diagnosis
+from pipeline.report.diagnosis import GAP_NAMES, GRADIENT_VERDICTS, LEGACY_VERDICTS, Diagnosis
 from pipeline.report.stats import ErrorEstimate, difference_of_differences, newcombe_interval, wilson_interval
 
 
@@ -46,7 +46,8 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
     Reads the flat keys, or the nested ``errors``/``gaps`` of a diagnosis.json written before them.
     """
     errors, gaps = summary.get("errors") or {}, summary.get("gaps") or {}
-    out: dict[str, Any] = {"verdict": summary.get("verdict"), "source": summary.get("source")}
+    verdict = summary.get("verdict")
+    out: dict[str, Any] = {"verdict": LEGACY_VERDICTS.get(verdict, verdict), "source": summary.get("source")}
     for key in ("human_error", "n_examples"):
         if _number(summary.get(key)):
             out[key] = summary[key]
@@ -67,7 +68,16 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
     ok = isinstance(first, Mapping) and isinstance(first.get("set"), Mapping)
     out["remedy"] = {"set": dict(first["set"]), "addresses": first.get("addresses")} if ok else None
     out["next_command"] = summary.get("next_command")
+    stability = summary.get("stability") if isinstance(summary.get("stability"), Mapping) else {}
+    out["chosen_unstable"] = summary.get("chosen_unstable", stability.get("chosen_unstable"))
     return out
+
+
+# Remedies whose prediction is that a flag goes away: headline -> whether the flag is still raised (None: unknown).
+STATE_CHECKS = {
+    "gradients": lambda h: None if h.get("verdict") is None else h["verdict"] in GRADIENT_VERDICTS,
+    "stability": lambda h: h.get("chosen_unstable"),
+}
 
 
 @dataclass(frozen=True)
@@ -216,6 +226,10 @@ def _applied(
     not_applied = {k: (None if now[k] is missing else now[k]) for k in changes if k not in applied}
     if not applied:
         return Applied(changes, addresses, applied, not_applied, "not applied")
+    if addresses in STATE_CHECKS:  # a flag that should be gone now
+        now = STATE_CHECKS[addresses](current)
+        outcome = "unknown" if now is None else "not met" if now else "met"
+        return Applied(changes, addresses, applied, not_applied, outcome)
     if addresses == "dev_set":
         confidence = params.report.confidence
         if "dev_error" not in previous or "dev_error" not in current:

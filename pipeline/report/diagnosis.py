@@ -6,18 +6,28 @@ proxy for Bayes error,
     avoidable bias = train - human        variance      = dev - train (train-dev - train)
     data mismatch  = dev - train-dev      dev overfit   = test - dev
 
-A gap is *large* when it exceeds ``report.tolerance`` and *significant* when the Wilson intervals
-of the two error rates do not overlap (human error is a fixed number). Overlap is a conservative
-test: a large gap that is not significant is reported as inconclusive, never as a problem.
+Each gap carries an interval at ``report.confidence`` that accounts for the uncertainty of both
+rates (``stats.difference_interval``: Newcombe's, or exact for small counts; human error is a fixed
+number, so avoidable bias has the train rate's interval). A gap is
+
+- a *problem* when it exceeds ``report.tolerance`` and is significant (its interval excludes 0);
+- *fine* when its whole interval lies at or below the tolerance: the evidence shows it is small;
+- *inconclusive* otherwise: the evidence cannot tell a good fit from a gap above the tolerance.
+  The gap says how many examples on its measured side (dev, train-dev, test, or train for
+  avoidable bias) would settle it at the rates observed.
+
+A gradient-health flag (``health``) takes precedence over high bias: a network whose first layers
+do not learn underfits for that reason, and a bigger network would only make it worse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from pipeline.report.stats import ErrorEstimate, examples_needed
+from pipeline.report.evidence import gap_interval, settle_size
+from pipeline.report.health import HealthFlag
+from pipeline.report.stats import ErrorEstimate
 
 REGIME_TAG = "regime"  # MLflow tag set on every trial run
 REGIMES = ("underfit", "overfit", "good fit")
@@ -25,11 +35,16 @@ REGIMES = ("underfit", "overfit", "good fit")
 TITLES = {
     "high_bias": "High bias (underfitting)",
     "high_variance": "High variance (overfitting)",
-    "both": "High bias and high variance",
+    "high_bias_and_variance": "High bias and high variance",
     "data_mismatch": "Data mismatch",
     "inconclusive": "Inconclusive",
     "good_fit": "Good fit",
+    "vanishing_gradients": "Vanishing gradients",
+    "exploding_gradients": "Exploding gradients",
 }
+VERDICTS = tuple(TITLES)
+GRADIENT_VERDICTS = ("vanishing_gradients", "exploding_gradients")
+LEGACY_VERDICTS = {"both": "high_bias_and_variance"}  # names of diagnosis.json files written before
 GAP_NAMES = {
     "avoidable_bias": "avoidable bias",
     "variance": "variance",
@@ -43,6 +58,10 @@ VERDICT_GAPS = ("avoidable_bias", "variance", "data_mismatch")
 def pct(x: float) -> str:
     """An error rate as a percentage, e.g. 0.0556 -> '5.56%'."""
     return f"{100 * x:.2f}%"
+
+
+def points(x: float) -> str:
+    return f"{100 * x:+.2f}"
 
 
 def _large(gap: float, tolerance: float) -> bool:
@@ -68,44 +87,63 @@ class Gap:
     key: str  # avoidable_bias | variance | data_mismatch | dev_overfit
     formula: str  # e.g. "dev - train"
     value: float
-    large: bool  # above the tolerance: big enough to act on
-    significant: bool  # the intervals do not overlap
+    low: float  # the interval of the gap at report.confidence
+    high: float
+    method: str  # "Newcombe", "Wilson" (one rate against human level) or "exact"
+    tolerance: float
+    settle_split: str = ""  # the split whose size would settle an inconclusive gap
+    settle_n: int | None = None  # about how many examples there would settle it (None: no size does)
+
+    @property
+    def large(self) -> bool:
+        """Above the tolerance: big enough to act on."""
+        return _large(self.value, self.tolerance)
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes 0."""
+        return self.low > 0
 
     @property
     def status(self) -> str:
-        """'problem' (large and significant), 'inconclusive' (large, not significant) or 'fine'."""
-        if not self.large:
-            return "fine"
-        return "problem" if self.significant else "inconclusive"
+        """'problem' (large and significant), 'fine' (the interval at or below the tolerance) or 'inconclusive'."""
+        if self.large and self.significant:
+            return "problem"
+        return "fine" if self.high <= self.tolerance else "inconclusive"
 
 
-def _above(a: ErrorEstimate, b: ErrorEstimate) -> bool:
-    return a.low > b.high
+def _sides(formula: str) -> tuple[str, str]:
+    a, b = formula.split(" - ")
+    return a.replace("-", "_"), b.replace("-", "_")
 
 
-def gaps(errors: Mapping[str, ErrorEstimate], human_error: float, tolerance: float) -> dict[str, Gap]:
+def gaps(
+    errors: Mapping[str, ErrorEstimate], human_error: float, tolerance: float, confidence: float = 0.95
+) -> dict[str, Gap]:
     """Compute the gaps that the available splits allow (``train`` is required)."""
     train, dev, train_dev, test = (errors.get(k) for k in ("train", "dev", "train_dev", "test"))
     if train is None:
         raise ValueError("the diagnosis needs the train error")
-    out = {
-        "avoidable_bias": Gap(
-            "avoidable_bias", "train - human", train.rate - human_error, False, train.low > human_error
-        )
-    }
+    wanted = {"avoidable_bias": "train - human"}
     if train_dev is not None:
-        out["variance"] = Gap(
-            "variance", "train-dev - train", train_dev.rate - train.rate, False, _above(train_dev, train)
-        )
+        wanted["variance"] = "train-dev - train"
         if dev is not None:
-            out["data_mismatch"] = Gap(
-                "data_mismatch", "dev - train-dev", dev.rate - train_dev.rate, False, _above(dev, train_dev)
-            )
+            wanted["data_mismatch"] = "dev - train-dev"
     elif dev is not None:
-        out["variance"] = Gap("variance", "dev - train", dev.rate - train.rate, False, _above(dev, train))
+        wanted["variance"] = "dev - train"
     if dev is not None and test is not None:
-        out["dev_overfit"] = Gap("dev_overfit", "test - dev", test.rate - dev.rate, False, _above(test, dev))
-    return {k: Gap(g.key, g.formula, g.value, _large(g.value, tolerance), g.significant) for k, g in out.items()}
+        wanted["dev_overfit"] = "test - dev"
+    out = {}
+    for key, formula in wanted.items():
+        a_name, b_name = _sides(formula)
+        a, b = errors[a_name], (human_error if b_name == "human" else errors[b_name])
+        value = a.rate - (b.rate if isinstance(b, ErrorEstimate) else b)
+        low, high, method = gap_interval(a, b, confidence)
+        gap = Gap(key, formula, value, low, high, method, tolerance, a_name)
+        if gap.status == "inconclusive":
+            gap = replace(gap, settle_n=settle_size(a, b, tolerance, confidence))
+        out[key] = gap
+    return out
 
 
 @dataclass(frozen=True)
@@ -115,6 +153,9 @@ class Diagnosis:
     errors: dict[str, ErrorEstimate]
     human_error: float
     tolerance: float
+    confidence: float = 0.95
+    gradient: HealthFlag | None = None  # the final model's gradient-health flag, if any
+    bias_verdict: str = ""  # the verdict from the gaps alone (differs when a gradient flag took precedence)
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -125,103 +166,105 @@ class Diagnosis:
         return tuple(k for k, g in self.gaps.items() if g.status == "inconclusive")
 
     def explain(self) -> list[str]:
-        """One sentence per gap: its value, the numbers behind it and what the rule made of it."""
+        """One sentence per gap: its value, the numbers behind it, its interval and what the rule made of it."""
         lines = []
         for g in self.gaps.values():
             a, b = g.formula.split(" - ")
             lines.append(
-                f"{GAP_NAMES[g.key]} = {a} {self._value(a)} - {b} {self._value(b)} = {100 * g.value:+.2f} points: "
-                + _status_phrase(g, self.tolerance)
+                f"{GAP_NAMES[g.key]} = {a} {self._value(a)} - {b} {self._value(b)} = {100 * g.value:+.2f} points, "
+                f"{self._conf} interval {_interval_text(g)}: " + self._status_phrase(g)
             )
         return lines
+
+    @property
+    def _conf(self) -> str:
+        return f"{100 * self.confidence:.0f}%"
 
     def summary(self) -> str:
         """The verdict in one to three sentences."""
         title = TITLES[self.verdict]
-        points = {k: f"{100 * g.value:+.2f} points" for k, g in self.gaps.items()}
-        if self.verdict == "good_fit":
-            text = f"{title}: bias and variance are within the tolerance of {100 * self.tolerance:.1f} points."
+        pts = {k: f"{100 * g.value:+.2f} points" for k, g in self.gaps.items()}
+        tol = f"{100 * self.tolerance:.1f} points"
+        if self.gradient is not None and self.verdict == self.gradient.verdict:
+            text = f"{title}: {self.gradient.reason}."
+            if self.bias_verdict != self.verdict:
+                text += f" This takes precedence over the gaps' verdict ({TITLES[self.bias_verdict].lower()})."
+        elif self.verdict == "good_fit":
+            text = f"{title}: every gap's {self._conf} interval lies within the tolerance of {tol}."
         elif self.verdict == "inconclusive":
-            names = ", ".join(f"{GAP_NAMES[k]} ({points[k]})" for k in self.inconclusive)
-            text = (
-                f"{title}: {names} exceeds the tolerance but is not significant at this confidence: the intervals "
-                "overlap, so no problem is claimed; a larger evaluation set is needed to tell."
-            )
+            names = "; ".join(self._inconclusive_phrase(k) for k in self.inconclusive if k in VERDICT_GAPS)
+            text = f"{title}: the evidence cannot tell a good fit from a gap above the tolerance of {tol}: {names}."
         else:
-            names = " and ".join(f"{GAP_NAMES[k]} of {points[k]}" for k in self.problems if k in VERDICT_GAPS)
-            text = f"{title}: {names}, above the tolerance and significant (the intervals do not overlap)."
-            if self.verdict == "both":
+            names = " and ".join(f"{GAP_NAMES[k]} of {pts[k]}" for k in self.problems if k in VERDICT_GAPS)
+            text = f"{title}: {names}, above the tolerance and significant (the {self._conf} interval excludes 0)."
+            if self.verdict == "high_bias_and_variance":
                 bias, var = self.gaps["avoidable_bias"].value, self.gaps["variance"].value
                 text += f" The larger is {'avoidable bias' if bias >= var else 'variance'}: address it first."
-        if self.inconclusive and self.verdict != "inconclusive":
-            text += (
-                " Above the tolerance but not significant: " + ", ".join(GAP_NAMES[k] for k in self.inconclusive) + "."
-            )
+        if self.gradient is not None and self.verdict != self.gradient.verdict:
+            text += f" Gradient health: {self.gradient.kind} gradients ({self.gradient.reason})."
+        others = [k for k in self.inconclusive if self.verdict != "inconclusive" or k not in VERDICT_GAPS]
+        if others:
+            text += " Not settled by the evidence: " + "; ".join(self._inconclusive_phrase(k) for k in others) + "."
         if "dev_overfit" in self.problems:
-            text += f" Also significant: overfitting to dev ({points['dev_overfit']}): the dev score is optimistic."
+            text += f" Also significant: overfitting to dev ({pts['dev_overfit']}): the dev score is optimistic."
         return text
+
+    def _inconclusive_phrase(self, key: str) -> str:
+        g = self.gaps[key]
+        text = f"{GAP_NAMES[key]} ({g.formula}) {100 * g.value:+.2f} points, interval {_interval_text(g)}"
+        if g.settle_n is None:
+            other = _sides(g.formula)[1].replace("_", "-")
+            return text + f" (the {other} side is too small for a {g.settle_split} set of any size to settle it)"
+        return text + f" (about {g.settle_n} {g.settle_split} examples would settle it)"
+
+    def _status_phrase(self, g: Gap) -> str:
+        tol = f"{100 * self.tolerance:.1f} points"
+        if g.status == "problem":
+            return f"above the tolerance of {tol} and significant."
+        if g.status == "inconclusive":
+            return f"inconclusive: the interval reaches above the tolerance of {tol} " + (
+                "but includes 0." if g.large else "and the evidence cannot rule that out."
+            )
+        if g.significant:
+            return f"significant but within the tolerance of {tol}: not worth acting on."
+        return f"within the tolerance of {tol}."
 
     def _value(self, name: str) -> str:
         if name == "human":
             return pct(self.human_error)
         e = self.errors[name.replace("-", "_")]
-        return f"{pct(e.rate)} [{pct(e.low)}, {pct(e.high)}]"
+        return f"{pct(e.rate)} ({e.errors}/{e.n})"
 
 
-def _status_phrase(g: Gap, tolerance: float) -> str:
-    tol = f"{100 * tolerance:.1f} points"
-    if g.status == "problem":
-        return f"above the tolerance of {tol} and significant (the intervals do not overlap)."
-    if g.status == "inconclusive":
-        return (
-            f"above the tolerance of {tol} but not significant: the intervals overlap, so the evidence is inconclusive."
-        )
-    if g.significant:
-        return f"significant but within the tolerance of {tol}: not worth acting on."
-    return f"within the tolerance of {tol}."
+def _interval_text(g: Gap) -> str:
+    return f"[{points(g.low)}, {points(g.high)}] ({g.method})"
 
 
-def diagnose(errors: Mapping[str, ErrorEstimate], human_error: float, tolerance: float) -> Diagnosis:
-    """Name the verdict from the significant, large gaps; large but overlapping gaps make it inconclusive."""
-    found = gaps(errors, human_error, tolerance)
+def _bias_verdict(found: Mapping[str, Gap]) -> str:
     problems = {k for k, g in found.items() if g.status == "problem" and k in VERDICT_GAPS}
     if {"avoidable_bias", "variance"} <= problems:
-        verdict = "both"
-    elif "avoidable_bias" in problems:
-        verdict = "high_bias"
-    elif "variance" in problems:
-        verdict = "high_variance"
-    elif "data_mismatch" in problems:
-        verdict = "data_mismatch"
-    elif any(found[k].status == "inconclusive" for k in VERDICT_GAPS if k in found):
-        verdict = "inconclusive"
-    else:
-        verdict = "good_fit"
-    return Diagnosis(verdict, found, dict(errors), human_error, tolerance)
+        return "high_bias_and_variance"
+    for key, verdict in (("avoidable_bias", "high_bias"), ("variance", "high_variance")):
+        if key in problems:
+            return verdict
+    if "data_mismatch" in problems:
+        return "data_mismatch"
+    if any(found[k].status == "inconclusive" for k in VERDICT_GAPS if k in found):
+        return "inconclusive"
+    return "good_fit"
 
 
-# --- what the dev set can and cannot support ----------------------------------------------------
-
-
-def dev_set_limits(errors: Mapping[str, ErrorEstimate], tolerance: float, confidence: float) -> dict[str, Any]:
-    """How wide the dev interval is and which comparisons it is too small to support."""
-    dev = errors.get("dev")
-    if dev is None:
-        return {"too_small": False, "unsupported": [], "reason": "no dev error available"}
-    too_small = dev.half_width > tolerance
-    unsupported = []
-    if too_small:
-        unsupported = [
-            "variance (dev - train): a gap below the dev interval's half-width is noise",
-            "overfitting to dev (test - dev): both sides are small sets",
-            "ranking trials whose dev errors differ by less than the interval: the best one may have won by luck",
-        ]
-        if "train_dev" in errors:
-            unsupported[0] = "data mismatch (dev - train-dev)"
-    return {
-        "n": dev.n,
-        "half_width": dev.half_width,
-        "too_small": too_small,
-        "unsupported": unsupported,
-        "needed_n": examples_needed(dev.rate, tolerance, confidence),
-    }
+def diagnose(
+    errors: Mapping[str, ErrorEstimate],
+    human_error: float,
+    tolerance: float,
+    confidence: float = 0.95,
+    gradient: HealthFlag | None = None,
+) -> Diagnosis:
+    """Name the verdict from the gaps; a gradient flag takes precedence over high bias (a severe one,
+    a non-finite or exploded norm, over any verdict)."""
+    found = gaps(errors, human_error, tolerance, confidence)
+    verdict = bias = _bias_verdict(found)
+    if gradient is not None and (gradient.severe or bias in ("high_bias", "high_bias_and_variance")):
+        verdict = gradient.verdict
+    return Diagnosis(verdict, found, dict(errors), human_error, tolerance, confidence, gradient, bias)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pipeline.report.analysis import Bin
 from pipeline.report.curves import CurvePoint
+from pipeline.report.health import LayerRow
 from pipeline.report.stats import ErrorEstimate, estimate
 
 TRAIN, DEV, OTHER = "#1f77b4", "#d62728", "#7f7f7f"
@@ -144,4 +148,63 @@ def confusion_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (test)")
+    return _png(fig)
+
+
+def health_figure(rows: Sequence[LayerRow]) -> bytes:
+    """The update ratio (learning rate x ||dW|| / ||W||) of each layer per epoch, log scale."""
+    fig, (ax,) = _new()
+    layers = sorted({r.layer for r in rows})
+    cmap = matplotlib.colormaps["viridis"]
+    for i, layer in enumerate(layers):
+        pts = sorted((r.epoch, r.update_ratio) for r in rows if r.layer == layer)
+        xs = [e for e, v in pts if math.isfinite(v) and v > 0]  # a log axis shows neither 0 nor inf
+        ys = [v for e, v in pts if math.isfinite(v) and v > 0]
+        label = f"layer {layer}" + (" (output)" if layer == layers[-1] else "")
+        ax.plot(xs, ys, color=cmap(i / max(1, len(layers) - 1)), label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("update ratio  lr·‖dW‖ / ‖W‖")
+    ax.set_title("Final model: gradient health per layer")
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+def reliability_figure(bins: Sequence[Bin], ece: float) -> bytes:
+    """Accuracy against the mean predicted probability per bin, with the diagonal of perfect calibration."""
+    fig, (ax,) = _new(4.6, 4.2)
+    full = [b for b in bins if b.n]
+    width = bins[0].high - bins[0].low if bins else 0.1
+    ax.bar(
+        [b.low for b in full],
+        [b.accuracy for b in full],
+        width=width,
+        align="edge",
+        color=TRAIN,
+        alpha=0.6,
+        edgecolor="black",
+        label="accuracy",
+    )
+    ax.plot([b.confidence for b in full], [b.accuracy for b in full], "o", color=DEV, label="bin mean probability")
+    ax.plot([0, 1], [0, 1], "--", color=OTHER, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability of the predicted class")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability on dev (ECE {ece:.3f})")
+    ax.legend(loc="upper left", fontsize="small")
+    return _png(fig)
+
+
+def gallery_figure(images: Sequence[np.ndarray], titles: Sequence[str]) -> bytes:
+    """Misclassified examples in a grid, each with its caption ("true -> predicted (p)")."""
+    cols = min(4, len(images))
+    rows = -(-len(images) // cols)
+    fig = Figure(figsize=(2.0 * cols, 2.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, title in zip(axes, images, titles, strict=False):
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
     return _png(fig)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import DataError
 from pipeline.io import load_npy, read_json
 from pipeline.paths import (
@@ -18,12 +20,19 @@ from pipeline.paths import (
     NORMALIZER,
     SPLIT_REPORT,
     SPLITS,
+    STUDY_REPORTS,
+    TRAIN_HEALTH,
     TRAIN_HISTORY,
     TRAIN_METRICS,
     TRIALS_CSV,
     split_file,
 )
+from pipeline.report.health import LayerRow, parse_rows
+from pipeline.report.selection import DevPredictions
 from pipeline.report.trials import TrialRow, read_trials
+
+# Each finished trial's predicted class per dev example, written by the tune stage.
+DEV_PREDICTIONS = STUDY_REPORTS / "dev_predictions.npz"
 
 PATHS = {
     "meta": NORMALIZER,  # classes, image_shape, source
@@ -34,6 +43,8 @@ PATHS = {
     "trials": TRIALS_CSV,
     "model": MODEL_META,  # architecture and the settings it was trained with
     "train": TRAIN_METRICS,  # epochs, best_epoch, seconds of the final fit
+    "health": TRAIN_HEALTH,  # per epoch and layer: the final model's gradient health
+    "predictions": DEV_PREDICTIONS,  # per trial and dev example: the predicted class
 }
 
 
@@ -48,6 +59,8 @@ class ReportInputs:
     trials: list[TrialRow] | None = None
     model: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
+    health: list[LayerRow] | None = None
+    predictions: DevPredictions | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # examples per split, from reports/split.json
     n_x: int | None = None
     balance: dict[str, dict[int, int]] = field(default_factory=dict)  # split -> class -> count
@@ -60,6 +73,12 @@ class ReportInputs:
     def source(self) -> str | None:
         """The data source the split was made from (``digits``, ``folder``, ...), from normalizer.json."""
         return (self.meta or {}).get("source")
+
+    @property
+    def target(self) -> dict[str, Any] | None:
+        """The target distribution (``data.target``) as split.json describes it, or None without one."""
+        target = (self.split or {}).get("target")
+        return target if isinstance(target, Mapping) and target else None
 
     @property
     def total(self) -> int:
@@ -75,9 +94,16 @@ def load_inputs(root: Path) -> ReportInputs:
         if not path.exists():
             inputs.missing[name] = f"{rel.as_posix()} not found (run the stage that writes it: dvc repro)"
             continue
-        value: Any = read_trials(path) if name == "trials" else read_json(path)
+        if name == "trials":
+            value: Any = read_trials(path)
+        elif name == "predictions":
+            value = _predictions(path)
+        else:
+            value = read_json(path)
         if name == "history":
             value = _history(value, path)
+        if name == "health":
+            value = _health(value, path)
         setattr(inputs, name, value)
     # Sizes and class balance come from the split stage's report: evaluate stays the only stage
     # that opens the test split.
@@ -93,7 +119,50 @@ def load_inputs(root: Path) -> ReportInputs:
         inputs.n_x = int(load_npy(X_train).shape[1])
     if "train" not in inputs.sizes:
         inputs.missing["data"] = f"{SPLIT_REPORT.as_posix()} has no train split (run dvc repro split)"
+    _check_predictions(inputs)
     return inputs
+
+
+def _predictions(path: Path) -> DevPredictions:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = DevPredictions(z["trial_numbers"], z["predictions"], z["y_dev"])
+    except (OSError, KeyError, ValueError) as e:
+        raise DataError(
+            f"{path}: not a dev-predictions archive ({type(e).__name__}: {e}); rerun the tune stage"
+        ) from None
+    k, n = len(data.trial_numbers), len(data.y_dev)
+    if data.predictions.shape != (k, n):
+        raise DataError(
+            f"{path}: predictions have shape {data.predictions.shape}, expected ({k}, {n}) (trials, dev examples); "
+            "rerun the tune stage"
+        )
+    return data
+
+
+def _check_predictions(inputs: ReportInputs) -> None:
+    """Predictions made for another dev split (an older one) are set aside with a reason, not used."""
+    data, y_file = inputs.predictions, inputs.root / split_file("y", "dev")
+    if data is None or not y_file.exists():
+        return
+    y_dev = load_npy(y_file)
+    if len(y_dev) != len(data.y_dev) or not np.array_equal(np.asarray(y_dev), data.y_dev):
+        inputs.predictions = None
+        inputs.missing["predictions"] = (
+            f"{DEV_PREDICTIONS.as_posix()} was written for another dev split than data/split's (rerun the tune stage)"
+        )
+    elif len(data.trial_numbers) == 0:
+        inputs.predictions = None
+        inputs.missing["predictions"] = f"{DEV_PREDICTIONS.as_posix()} holds no finished trial"
+
+
+def _health(value: Any, path: Path) -> list[LayerRow]:
+    if not isinstance(value, list) or not all(isinstance(r, Mapping) for r in value):
+        raise DataError(f"{path}: expected a list of rows with 'epoch', 'layer', 'w_norm', 'grad_norm', 'update_ratio'")
+    try:
+        return parse_rows(value)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path}: {e}; rerun the train stage") from None
 
 
 def _history(value: Any, path: Path) -> list[dict[str, Any]]:

@@ -1,41 +1,44 @@
 """From a verdict to the next run: each remedy is a concrete change of ``params.yaml`` keys.
 
 Course 2, week 1: high bias -> a bigger network, train longer, less regularization; high variance
--> more data, more regularization. *Machine Learning Yearning*: a dev set too small to tell the
-gaps apart -> a bigger dev set first. Each remedy is ``set`` (dotted key -> new value), the gap it
-``addresses`` and ``why``; applied, it changes what the next ``dvc repro`` trains:
+-> more data, more regularization; vanishing or exploding gradients -> initialization scaled by
+the fan-in, a smaller step, fewer layers. *Machine Learning Yearning*: a dev set too small to tell
+the gaps apart -> a bigger dev set first. Each remedy is ``set`` (dotted key -> new value), the
+gap it ``addresses`` and ``why``; applied, it changes what the next ``dvc repro`` trains:
 
 - a parameter the study searches is changed through its range (``tune.space.*``), a fixed one
   through its own key (``train.*``, ``model.*``); both are part of the study's fingerprint, so new
   trials run (a searched key comes from the best trial, a key it does not search from params.yaml);
 - a key is never set to its current value, and every remedy passes ``pipeline.config``'s
   validation with the change applied;
-- a split never asks for more examples than the data has: when the dev set a remedy needs exceeds
-  what the data can give, the remedy is the largest split the data supports, with the Wilson
-  half-width it will give.
+- a split never asks for more examples than the data has (``remedies_data``).
 
-What is not a params.yaml key (more data of the same kind, data that looks like dev) is a note.
+What is not a params.yaml key (more data of the same kind, data that looks like the target) is a note.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Params
-from pipeline.report.changes import as_raw, get_key, is_valid, new_keys, proposed, yaml_scalar
+from pipeline.report.changes import Remedy, as_raw, get_key, is_valid, new_keys, proposed, yaml_scalar
 from pipeline.report.diagnosis import Diagnosis
 from pipeline.report.edges import edge_warnings
-from pipeline.report.stats import ErrorEstimate, examples_needed, expected_half_width
+from pipeline.report.remedies_data import (
+    COMPARABLE,
+    MIN_TRAIN_FRACTION,
+    MISMATCH_NOTES,
+    cv_folds,
+    eval_split,
+    target_train,
+    train_dev,
+)
+from pipeline.report.remedies_fix import gradient_remedies, stability_remedies
+from pipeline.report.stats import examples_needed
 
-# Split sizing. Ng's 60/20/20 for small data sets: dev (and test) above a fifth of the data starve training.
-MIN_TRAIN_FRACTION = 0.6
-MAX_EVAL_FRACTION = 0.2
-SPLIT_STEP = 0.01  # split fractions are proposed in whole percents
-MAX_TRAIN_DEV_FRACTION = 0.25  # of the train split: a train-dev slice must leave most of it for training
-COMPARABLE = 0.5  # a train-dev set this fraction of the dev set's size (or more) can be compared with it
+__all__ = ["ADDRESSES", "COMPARABLE", "MIN_TRAIN_FRACTION", "Remedy", "describe", "remedies"]
+
 # Steps on the search space and the training keys.
 RANGE_FACTOR = 3  # a learning-rate range around the best: best / 3 .. best * 3
 L2_FACTOR = 10  # one decade of lambda
@@ -49,38 +52,41 @@ ADDRESSES = {
     "data_mismatch": "the dev error should fall toward the train-dev error",
     "dev_overfit": "the test error should fall toward the dev error",
     "dev_set": "the dev interval should narrow enough to tell the gaps apart",
+    "trial_ranking": "the trials' scores should rest on more examples, so the study can rank them",
     "dev_error": "the dev error should fall a little further",
+    "gradients": "the first layers' update ratio should come within reach of the last layer's",
+    "stability": "the train and dev errors should vary less from seed to seed",
 }
 
 
-@dataclass(frozen=True)
-class Remedy:
-    set: dict[str, Any]  # dotted params.yaml key -> new value
-    addresses: str  # a key of ADDRESSES
-    why: str
-
-
 def remedies(
-    diag: Diagnosis, best: Mapping[str, Any], params: Params, sizes: Mapping[str, int]
+    diag: Diagnosis,
+    best: Mapping[str, Any],
+    params: Params,
+    sizes: Mapping[str, int],
+    target: Mapping[str, Any] | None = None,
+    unstable: Mapping[str, Any] | None = None,
 ) -> tuple[list[Remedy], list[str]]:
     """The remedies for this diagnosis, most useful first, and notes on what no key can do.
 
-    ``best`` is the best trial's parameters, ``sizes`` the examples per split (reports/split.json).
+    ``best`` is the best trial's parameters, ``sizes`` the examples per split and ``target`` the target
+    distribution (reports/split.json); ``unstable`` the values of the chosen configuration when its
+    errors swing across seeds (``stability``).
     """
     notes: list[str] = []
-    dev = diag.errors.get("dev")
-    tolerance, confidence = params.report.tolerance, params.report.confidence
-    evidence: list[Remedy | None] = []
-    if dev is not None and dev.half_width > tolerance:
-        remedy, note = _eval_split(params, sizes, dev, tolerance, confidence, "dev_set")
-        evidence.append(remedy)
-        notes += [note] if note else []
-    verdict = diag.verdict
+    evidence = _evidence(diag, params, sizes, notes)
+    verdict, flag = diag.verdict, diag.gradient
+    candidates: list[Remedy | None] = []
+    if flag is not None and verdict == flag.verdict:
+        candidates += gradient_remedies(flag, params, best)
+    if unstable is not None:
+        candidates += stability_remedies(params, unstable)
     # a range whose edge holds the best value is where the study was cut short: widen it first
     at_edge = {k for w in edge_warnings(best, params.tune.space) for k in w.change}
     bias = sorted(_bias(params, best), key=lambda r: not at_edge & set(r.set))
-    candidates: list[Remedy | None] = [] if verdict == "high_bias" else evidence
-    if verdict == "both":
+    if verdict in ("inconclusive", "good_fit"):  # the dev set is what limits the diagnosis: enlarge it first
+        candidates += evidence
+    if verdict == "high_bias_and_variance":
         bias_first = diag.gaps["avoidable_bias"].value >= diag.gaps["variance"].value
         pair = (bias, _variance(params, best, sizes, notes))
         candidates += [*pair[0], *pair[1]] if bias_first else [*pair[1], *pair[0]]
@@ -89,20 +95,55 @@ def remedies(
     elif verdict == "high_variance":
         candidates += _variance(params, best, sizes, notes)
     elif verdict == "data_mismatch":
-        candidates.append(_train_dev(params, sizes, COMPARABLE, "data_mismatch", notes))
-        notes.append(
-            "Data mismatch is fixed in the data: make the training data look like dev and test (source, resolution, "
-            "preprocessing), or move some dev-like examples into training; no params.yaml key does that."
-        )
+        candidates += _mismatch(params, sizes, target, notes)
     elif verdict == "good_fit":
         candidates += _refine(best)
-    if verdict == "high_bias":
+    if verdict not in ("inconclusive", "good_fit"):  # a significant problem: its remedies first, then more evidence
         candidates += evidence
+    if flag is not None and verdict != flag.verdict:
+        candidates += gradient_remedies(flag, params, best)
+    dev = diag.errors.get("dev")
     if "dev_overfit" in diag.problems and dev is not None:
-        remedy, note = _eval_split(params, sizes, dev, tolerance, confidence, "dev_overfit")
+        tolerance, confidence = params.report.tolerance, params.report.confidence
+        needed = examples_needed(dev.rate, tolerance, confidence)
+        remedy, note = eval_split(params, sizes, dev, needed, tolerance, confidence, "dev_overfit")
         candidates.append(remedy)
         notes += [note] if note else []
     return _keep(params, candidates), notes
+
+
+def _evidence(diag: Diagnosis, params: Params, sizes: Mapping[str, int], notes: list[str]) -> list[Remedy | None]:
+    """A dev set large enough to settle the diagnosis (or the largest the data supports), then k-fold scoring of
+    the trials when dev is too small to rank them; each with the interval it will give."""
+    dev = diag.errors.get("dev")
+    if dev is None:
+        return []
+    tolerance, confidence = params.report.tolerance, params.report.confidence
+    too_small = dev.half_width > tolerance
+    needed = [examples_needed(dev.rate, tolerance, confidence)] if too_small else []
+    needed += [
+        g.settle_n for g in diag.gaps.values() if g.status == "inconclusive" and g.settle_split == "dev" and g.settle_n
+    ]
+    if not needed:
+        return []
+    remedy, note = eval_split(params, sizes, dev, max(needed), tolerance, confidence, "dev_set")
+    notes += [note] if note else []
+    return [remedy, cv_folds(params, sizes, dev, confidence) if too_small else None]
+
+
+def _mismatch(
+    params: Params, sizes: Mapping[str, int], target: Mapping[str, Any] | None, notes: list[str]
+) -> list[Remedy | None]:
+    """The course's remedies for data mismatch; with a target source, part of it moved into training."""
+    if target:
+        notes += MISMATCH_NOTES
+        return [target_train(params, target)]
+    notes.append(
+        "Data mismatch is fixed in the data: make the training data look like dev and test (source, resolution, "
+        "preprocessing), or name the served distribution as `data.target` so part of it can go into training; "
+        "no other params.yaml key does that."
+    )
+    return [train_dev(params, sizes, COMPARABLE, "data_mismatch", notes)]
 
 
 def _keep(params: Params, candidates: Iterable[Remedy | None]) -> list[Remedy]:
@@ -162,7 +203,7 @@ def _variance(params: Params, best: Mapping[str, Any], sizes: Mapping[str, int],
     if train.patience == 0:
         out.append(Remedy({"train.patience": PATIENCE}, v, f"early stopping after {PATIENCE} epochs without progress"))
     if not sizes.get("train_dev"):
-        out.append(_train_dev(params, sizes, COMPARABLE, v, notes))
+        out.append(train_dev(params, sizes, COMPARABLE, v, notes))
     notes.append(
         "More training data of the same kind is the first remedy for variance (the learning curve shows whether it "
         "helps); it is new data, not a params.yaml key."
@@ -199,72 +240,6 @@ def _lower_cap(best_l2: float, low: float, high: float) -> float:
 def _raise_floor(best_kp: float, low: float, high: float) -> float:
     """The new keep_prob.low for less dropout: the best keep_prob, else one step higher."""
     return round(best_kp if best_kp > low else min(low + KEEP_PROB_STEP, high), 2)
-
-
-# --- the split -------------------------------------------------------------------------------------
-
-
-def _ceil_step(x: float) -> float:
-    return round(math.ceil(round(x / SPLIT_STEP, 6)) * SPLIT_STEP, 2)
-
-
-def _eval_split(
-    params: Params, sizes: Mapping[str, int], dev: ErrorEstimate, tolerance: float, confidence: float, addresses: str
-) -> tuple[Remedy | None, str | None]:
-    """A larger dev split (and test, for overfitting to dev): what resolves a gap of the tolerance, or the most
-    the data supports; None and a note when the split is already there."""
-    split, total = params.split, sum(sizes.values())
-    test_too = addresses == "dev_overfit"
-    cap = MAX_EVAL_FRACTION if test_too else min(MAX_EVAL_FRACTION, round(1 - MIN_TRAIN_FRACTION - split.test, 2))
-    needed = examples_needed(dev.rate, tolerance, confidence)
-    want = _ceil_step(needed / total) if total else cap
-    if test_too:  # overfitting to dev: a dev set picked from twice as many examples is harder to overfit
-        want = max(want, _ceil_step(2 * split.dev))
-    new = min(want, cap)
-    c, tol = f"{100 * confidence:.0f}%", f"±{100 * tolerance:.1f} points"
-    now = f"{dev.n} dev examples give ±{100 * dev.half_width:.1f} points at {c}"
-    if total == 0 or new <= split.dev:
-        return None, (
-            f"A dev set that resolves {tol} needs about {needed} examples; {now}, and `split.dev` {split.dev:g} is "
-            f"already the most this data ({total} examples) supports with {100 * MIN_TRAIN_FRACTION:.0f}% left for "
-            "training. Only more data can narrow it."
-        )
-    changes: dict[str, Any] = {"split.dev": new}
-    test = max(new, split.test) if test_too else split.test
-    if test_too:
-        changes["split.test"] = test
-    changes["split.train"] = round(1 - new - test, 3)
-    n_new = round(total * new)
-    half = expected_half_width(dev.rate, n_new, confidence)
-    why = f"{now}; `split.dev` {new:g} gives about {n_new} of the {total} examples (±{100 * half:.1f} points)"
-    if want > cap:
-        why += (
-            f". About {needed} would resolve {tol}, more than this data can give while training keeps "
-            f"{100 * MIN_TRAIN_FRACTION:.0f}%: this is the largest dev set it supports"
-        )
-    return Remedy(changes, addresses, why), None
-
-
-def _train_dev(
-    params: Params, sizes: Mapping[str, int], min_ratio: float, addresses: str, notes: list[str]
-) -> Remedy | None:
-    """A train-dev slice about the dev set's size, or None (and a note) when the train split cannot give one."""
-    n_dev, pool = sizes.get("dev", 0), sizes.get("train", 0) + sizes.get("train_dev", 0)
-    if not n_dev or not pool:
-        return None
-    fraction = min(MAX_TRAIN_DEV_FRACTION, _ceil_step(n_dev / pool))
-    n_new = round(pool * fraction)
-    if n_new < min_ratio * n_dev:
-        notes.append(
-            f"A train-dev slice would hold at most {n_new} examples against {n_dev} dev examples (`split.train_dev` "
-            f"{fraction:g} of {pool}): too few to compare with dev, so it is not proposed."
-        )
-        return None
-    why = (
-        f"a train-dev slice of about {n_new} examples (dev has {n_dev}), held out of training: "
-        "variance = train-dev - train and data mismatch = dev - train-dev, measured apart"
-    )
-    return Remedy({"split.train_dev": fraction}, addresses, why)
 
 
 def describe(remedy: Remedy, params: Params) -> str:

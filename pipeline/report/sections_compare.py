@@ -107,7 +107,17 @@ def _applied_lines(a: Applied | None, c: Comparison, command: str | None) -> lis
     return [*lines, _outcome(a, c)]
 
 
+FLAGS = {"gradients": "the gradient-health flag", "stability": "the chosen configuration's instability over seeds"}
+
+
 def _outcome(a: Applied, c: Comparison) -> str:
+    if a.addresses in FLAGS:
+        flag = FLAGS[a.addresses]
+        return {"met": f"It did: {flag} is gone.", "not met": f"It did not: {flag} is still raised."}.get(
+            a.outcome, f"Whether it did cannot be checked: the previous diagnosis did not record {flag}."
+        )
+    if a.addresses == "trial_ranking":
+        return "Its effect is on how the study ranks its trials (section *Ties and the selection-corrected score*)."
     if a.addresses == "dev_set":
         dev = c.errors.get("dev")
         if a.outcome == "met":

@@ -1,4 +1,4 @@
-"""Sections on the final model's fit: the next step, the data, the errors, the gaps, the verdict.
+"""Sections on the final model's fit: the data, the errors, the gaps, the verdict, the search-range edges.
 
 Every section is ``def xxx_section(ctx: ReportContext) -> Section`` and computes nothing that
 ``ReportContext`` does not hold; the renderer numbers them.
@@ -13,7 +13,8 @@ from pipeline.report import figures
 from pipeline.report.context import ReportContext
 from pipeline.report.diagnosis import GAP_NAMES, pct
 from pipeline.report.remedies import describe
-from pipeline.report.render import Code, Plot, Section, Table
+from pipeline.report.render import Plot, Section, Table
+from pipeline.report.sections_top import no_diagnosis
 
 DIGITS_HUMAN_NOTE = (
     "Human-level error stands in for Bayes error (`report.human_error` = {h}): people misread about 0.5% of the "
@@ -24,30 +25,6 @@ HUMAN_NOTE = (
     "the error of a careful person on this data; with no baseline use 0.0, which counts all train error as "
     "avoidable bias."
 )
-
-
-def no_diagnosis(ctx: ReportContext) -> str:
-    return f"No diagnosis: the train error is not available ({ctx.reasons.get('train', 'unknown reason')})."
-
-
-def next_step_section(ctx: ReportContext) -> Section:
-    s = Section("Next step", numbered=False)
-    if ctx.next_command is None:
-        why = "no diagnosis" if ctx.diagnosis is None else "no params.yaml change follows from this diagnosis"
-        return s.add(f"No change to propose ({why}).", *ctx.remedy_notes)
-    first = ctx.remedies[0]
-    s.add("Apply the first remedy and rerun the pipeline (copy the line):", Code(ctx.next_command))
-    return s.add(
-        f"Why: {first.why[0].upper()}{first.why[1:].rstrip('.')}.",
-        "The next report compares itself with this one (section *Before and after*).",
-    )
-
-
-def summary_section(ctx: ReportContext) -> Section:
-    s = Section("Summary", numbered=False)
-    if ctx.diagnosis is None:
-        return s.add(no_diagnosis(ctx))
-    return s.add(f"**{ctx.diagnosis.summary()}**", "Details, the numbers behind the verdict and the remedies follow.")
 
 
 def data_section(ctx: ReportContext) -> Section:
@@ -72,12 +49,48 @@ def data_section(ctx: ReportContext) -> Section:
         for split, n in inputs.sizes.items()
     ]
     s.add(Table(["split", "examples", "X shape", "class balance (class:count)"], rows))
-    dup = (inputs.split or {}).get("duplicates")
+    split = inputs.split or {}
+    dup = split.get("duplicates")
     if isinstance(dup, dict):
         s.add(f"Duplicate images across splits: {dup.get('count', 0)} (from {SPLIT_REPORT.as_posix()}).")
+    if isinstance(split.get("dropped_duplicates"), int) and split["dropped_duplicates"]:
+        s.add(
+            f"{split['dropped_duplicates']} later copies of identical images were dropped before splitting "
+            f"(`split.duplicates`: {split.get('duplicates_policy', 'drop')})."
+        )
+    if inputs.target:
+        s.add(*_distributions(ctx))
     if "train_dev" not in inputs.sizes:
         s.add("No train-dev split (`split.train_dev` is 0): variance and data mismatch cannot be told apart.")
     return s
+
+
+def _distributions(ctx: ReportContext) -> list[str]:
+    """The two distributions of a split with a target source (``data.target``)."""
+    t, split = ctx.inputs.target or {}, ctx.inputs.split or {}
+    n_target = t.get("n_examples")
+    primary = split.get("primary") if isinstance(split.get("primary"), dict) else {}
+    n_primary = primary.get("n_examples", ctx.inputs.total - n_target if isinstance(n_target, int) else "?")
+    where = f" at `{primary['path']}`" if primary.get("path") else ""
+    lines = [
+        f"**Two distributions.** Train and train-dev come from the primary source `{primary.get('source', ctx.source)}`"
+        f"{where} ({n_primary} examples); dev and test from the target, the distribution the model will serve: "
+        f"`{t.get('source')}` at `{t.get('path')}` ({n_target} examples).",
+    ]
+    if t.get("in_train"):
+        lines.append(
+            f"{t['in_train']} target examples were moved into training "
+            f"(`split.target_train` = {t.get('target_train')})."
+        )
+    lines.append(
+        "Data mismatch = dev - train-dev compares the two distributions"
+        + (
+            " (section *Human level, bias and variance*)."
+            if "train_dev" in ctx.inputs.sizes
+            else "; it needs a train-dev slice (`split.train_dev` > 0)."
+        )
+    )
+    return lines
 
 
 def best_section(ctx: ReportContext) -> Section:
@@ -132,6 +145,17 @@ def errors_section(ctx: ReportContext) -> Section:
         )
     )
     s.add(*(f"{k}: not available: {why}." for k, why in ctx.reasons.items()))
+    if ctx.seed_averaged:
+        rows = [
+            [k, pct(ctx.model_errors[k].rate), pct(ctx.errors[k].rate), f"{100 * ctx.chosen.spread(k):.1f}"]
+            for k in ctx.seed_averaged
+            if ctx.chosen is not None
+        ]
+        s.add(
+            "The rates above are the chosen configuration's means over the stability check's seeds (section "
+            "*Stability over seeds*), on the same examples; the final model is one of many draws:",
+            Table(["split", "final model", "seed mean", "range over seeds (points)"], rows),
+        )
     s.add(Plot(figures.errors_figure(errors, rp.human_error, rp.confidence), "error per split with its interval"))
     if limits.get("too_small"):
         s.add(
@@ -153,12 +177,28 @@ def gaps_section(ctx: ReportContext) -> Section:
     diag = ctx.diagnosis
     if diag is None:
         return s.add(no_diagnosis(ctx))
+    conf = f"{100 * ctx.params.report.confidence:.0f}%"
     rows = [
-        [GAP_NAMES[g.key], f"`{g.formula}`", f"{100 * g.value:+.2f}", "yes" if g.significant else "no", g.status]
+        [
+            GAP_NAMES[g.key],
+            f"`{g.formula}`",
+            f"{100 * g.value:+.2f}",
+            f"[{100 * g.low:+.2f}, {100 * g.high:+.2f}] {g.method}",
+            "yes" if g.significant else "no",
+            g.status,
+            _settle(g.settle_split, g.settle_n) if g.status == "inconclusive" else "",
+        ]
         for g in diag.gaps.values()
     ]
-    s.add(Table(["gap", "formula", "points", "significant", "status"], rows))
+    header = ["gap", "formula", "points", f"{conf} interval", "significant", "status", "would settle it"]
+    s.add(Table(header, rows))
     s.add(diag.explain())
+    s.add(
+        "A gap is significant when its interval excludes 0; it is a problem when it is also above the tolerance, "
+        "fine when its whole interval lies within the tolerance, and inconclusive otherwise. The interval is "
+        "Newcombe's for two error rates (the train rate's own interval against the fixed human level), exact "
+        "(Clopper-Pearson per rate, combined conservatively) when a side has fewer than 5 errors or 5 correct answers."
+    )
     needs = {
         "variance": "the dev (or train-dev) error",
         "data_mismatch": "a train-dev split (`split.train_dev` > 0) and the dev error",
@@ -190,8 +230,21 @@ def verdict_section(ctx: ReportContext) -> Section:
     return s.add(*ctx.remedy_notes)
 
 
+def _settle(split: str, n: int | None) -> str:
+    return f"no {split} set of any size" if n is None else f"about {n} {split} examples"
+
+
+ADDRESS_NAMES = {
+    "dev_set": "dev set too small",
+    "trial_ranking": "trials cannot be ranked",
+    "dev_error": "refine a good fit",
+    "gradients": "gradient health",
+    "stability": "unstable over seeds",
+}
+
+
 def _addresses(key: str) -> str:
-    return GAP_NAMES.get(key, {"dev_set": "dev set too small", "dev_error": "refine a good fit"}.get(key, key))
+    return GAP_NAMES.get(key, ADDRESS_NAMES.get(key, key))
 
 
 def edges_section(ctx: ReportContext) -> Section:

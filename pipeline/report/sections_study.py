@@ -111,7 +111,13 @@ def history_section(ctx: ReportContext) -> Section:
                 "each finished trial's dev error and the best so far",
             )
         )
-        if dev is not None:
+        if ctx.selection is not None:
+            sel = ctx.selection
+            s.add(
+                f"{len(sel.tied_trials)} of the {len(sel.dev_errors) - 1} other finished trials are tied with the best "
+                "by McNemar's exact test (section *Ties and the selection-corrected score*)."
+            )
+        elif dev is not None:
             top = estimate("dev", min(r.value for r in done), dev.n, ctx.params.report.confidence)
             close = sum(r.value <= top.high for r in done)
             s.add(
@@ -156,3 +162,34 @@ def confusion_section(ctx: ReportContext) -> Section:
         return s.add("No test example was misclassified.")
     top = ", ".join(f"{t}->{p} ({n})" for n, t, p in sorted(wrong, reverse=True)[:TOP_CONFUSIONS])
     return s.add(f"Most frequent confusions (true->predicted): {top}.")
+
+
+def effort_section(ctx: ReportContext) -> Section:
+    s = Section("Trial effort and pruning")
+    e = ctx.effort
+    if e is None:
+        why = ctx.inputs.why_missing("trials") or "trials.csv records neither epochs_trained nor duration_s"
+        return s.add(f"Not available: {why}.")
+    rows = [
+        [
+            state.lower(),
+            str(int(v["trials"])),
+            str(int(v["epochs"])),
+            f"{v['seconds']:.1f}",
+            "-" if v["seconds_per_epoch"] is None else f"{v['seconds_per_epoch']:.3f}",
+        ]
+        for state, v in sorted(e.per_state.items())
+    ]
+    s.add(Table(["state", "trials", "epochs", "seconds", "seconds per epoch"], rows))
+    pruned = e.per_state.get("PRUNED", {}).get("trials", 0)
+    if not pruned:
+        return s.add("No trial was pruned, so pruning saved nothing.")
+    total = e.spent_seconds + e.saved_seconds
+    share = (
+        f" ({100 * e.saved_seconds / total:.0f}% of what training every trial to the end would take)" if total else ""
+    )
+    per = f" at {e.seconds_per_epoch:.3f} s per epoch (the mean over all trials)" if e.seconds_per_epoch else ""
+    return s.add(
+        f"Pruning stopped {int(pruned)} trials early and saved about {e.saved_epochs} epochs, {e.saved_seconds:.1f} s"
+        f"{per}{share}."
+    )

@@ -4,7 +4,8 @@ A 1% dev split of 1,797 images holds 18: one mistake moves the error by 5.6 poin
 score interval stays inside [0, 1] and behaves at 0 and n errors, where the textbook
 ``p ± z·sqrt(p(1-p)/n)`` interval collapses to a point. Newcombe's interval for a difference of
 two rates combines their Wilson intervals; ``examples_needed`` and ``expected_half_width`` plan a
-split by the same interval.
+split by the same interval. Where a count is small, the exact (Clopper-Pearson) interval replaces
+them, and McNemar's exact test compares two classifiers on the same examples.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
+
+from scipy.special import betainc, betaincinv  # scipy comes with scikit-learn
 
 
 def z_value(confidence: float) -> float:
@@ -120,3 +123,73 @@ def estimate(split: str, rate: float, n: int, confidence: float = 0.95) -> Error
     errors = round(rate * n)
     low, high = wilson_interval(errors, n, confidence)
     return ErrorEstimate(split, rate, n, low, high)
+
+
+# --- tests for gaps: two rates, or one rate against a fixed number -------------------------------
+
+SMALL_COUNT = 5  # below this many errors (or correct answers) on a side, normal approximations mislead
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p): the regularized incomplete beta ``I_{1-p}(n - k, k + 1)``."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return float(betainc(n - k, k + 1, 1.0 - p))
+
+
+def clopper_pearson(errors: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval for ``errors / n``: it never covers less than ``confidence``.
+
+    Its bounds are beta quantiles: they solve P(X >= errors; low) = P(X <= errors; high) = (1 - c) / 2.
+    """
+    if n < 0 or not 0 <= errors <= max(n, 0):
+        raise ValueError(f"need 0 <= errors <= n, got errors={errors}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    alpha = 1.0 - confidence
+    low = 0.0 if errors == 0 else float(betaincinv(errors, n - errors + 1, alpha / 2))
+    high = 1.0 if errors == n else float(betaincinv(errors + 1, n - errors, 1 - alpha / 2))
+    return low, high
+
+
+def is_small(errors: int, n: int) -> bool:
+    """Too few errors or too few correct answers for a score interval's approximation."""
+    return min(errors, n - errors) < SMALL_COUNT
+
+
+def rate_interval(errors: int, n: int, confidence: float = 0.95) -> tuple[float, float, str]:
+    """An error rate's interval and its method: Wilson, or exact (Clopper-Pearson) for a small count."""
+    if is_small(errors, n):
+        return (*clopper_pearson(errors, n, confidence), "exact")
+    return (*wilson_interval(errors, n, confidence), "Wilson")
+
+
+def difference_interval(
+    errors_a: int, n_a: int, errors_b: int, n_b: int, confidence: float = 0.95
+) -> tuple[float, float, str]:
+    """An interval for ``errors_a / n_a - errors_b / n_b`` and the method used.
+
+    Newcombe's hybrid score interval (method 10 of Newcombe 1998) when both sides have at least
+    SMALL_COUNT errors and correct answers. Otherwise "exact": each rate's Clopper-Pearson interval
+    at ``1 - (1 - confidence) / 2``, combined as ``[low_a - high_b, high_a - low_b]``; by Bonferroni
+    the difference lies outside only if a rate lies outside its interval, so the coverage is at
+    least ``confidence`` (conservative: it claims a gap less often than the level says).
+    """
+    if not (is_small(errors_a, n_a) or is_small(errors_b, n_b)):
+        return (*newcombe_interval(errors_a, n_a, errors_b, n_b, confidence), "Newcombe")
+    each = 1.0 - (1.0 - confidence) / 2
+    la, ua = clopper_pearson(errors_a, n_a, each)
+    lb, ub = clopper_pearson(errors_b, n_b, each)
+    return max(-1.0, la - ub), min(1.0, ua - lb), "exact"
+
+
+def mcnemar_p(only_a_wrong: int, only_b_wrong: int) -> float:
+    """McNemar's exact test of two classifiers on the same examples: the two-sided binomial test of the
+    discordant pairs (``only_a_wrong`` examples that A gets wrong and B right, and the reverse) against
+    an even split. 1.0 when they never disagree."""
+    n = only_a_wrong + only_b_wrong
+    if n == 0:
+        return 1.0
+    return min(1.0, 2.0 * binom_cdf(min(only_a_wrong, only_b_wrong), n, 0.5))

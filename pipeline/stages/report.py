@@ -2,11 +2,14 @@
 
 Reads the outputs of every earlier stage and the ``reports/diagnosis.json`` it is about to
 replace (the previous diagnosis: in the workspace when ``dvc repro`` or ``dvc exp run`` reruns
-this stage), retrains the final configuration for the learning curve, and writes
+this stage), retrains the final configuration for the learning curve and the best configurations
+over several seeds (``report.stability_seeds``; 0 or 1 skips it), predicts dev with the final model
+for the error analysis, and writes
 ``reports/diagnosis.md``, the self-contained ``reports/report.html`` (figures embedded, no
 external URL) and ``reports/diagnosis.json`` (a DVC metrics file). Then, through
 ``pipeline.tracking``, it tags each trial's MLflow run with its regime and attaches the report to
-the study's parent run, unless that run is still running (a sweep in progress owns it).
+the study's parent run with the selection-corrected score and what pruning saved as metrics,
+unless that run is still running (a sweep in progress owns it).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from pipeline.io import atomic_write_bytes, atomic_write_json
 from pipeline.paths import DIAGNOSIS_HTML as HTML
 from pipeline.paths import DIAGNOSIS_JSON as SUMMARY
 from pipeline.paths import DIAGNOSIS_MD as MARKDOWN
+from pipeline.report.analysis import dev_analysis
 from pipeline.report.build import Report, build_report
-from pipeline.report.context import build_context, regime_tags, trial_run_ids
+from pipeline.report.context import ReportContext, build_context, regime_tags, trial_run_ids
 from pipeline.report.curves import final_model_curve
 from pipeline.report.diagnosis import REGIME_TAG
 from pipeline.report.inputs import load_inputs
+from pipeline.report.stability import stability_check
 
 ARTIFACT_DIR = "report"  # the folder of the parent run's artifacts that holds the three files
 OPEN_STATUSES = ("RUNNING", "SCHEDULED")  # a parent run in these states belongs to a sweep still going
@@ -65,7 +70,9 @@ def write_report(params: Params, root: str | Path = ".") -> Report:
     root = Path(root)
     previous, why = read_previous(root / SUMMARY)
     inputs = load_inputs(root)
-    ctx = build_context(inputs, params, final_model_curve(inputs, params), previous, why)
+    curve = final_model_curve(inputs, params)
+    stability = stability_check(inputs, params)
+    ctx = build_context(inputs, params, curve, previous, why, stability, dev_analysis(inputs))
     report = build_report(ctx)
     atomic_write_bytes(root / MARKDOWN, report.markdown.encode("utf-8"))
     atomic_write_bytes(root / HTML, report.html.encode("utf-8"))
@@ -95,6 +102,7 @@ def publish(report: Report, paths: Sequence[Path]) -> str:
         )
     summary = report.summary
     metrics = {f"diagnosis_{key}": float(gap["value"]) for key, gap in (summary.get("gaps") or {}).items()}
+    metrics |= run_metrics(report.context)
     tracking.log_to_run(
         parent,
         metrics=metrics,
@@ -103,3 +111,9 @@ def publish(report: Report, paths: Sequence[Path]) -> str:
         artifact_dir=ARTIFACT_DIR,
     )
     return f"{done}; report logged to parent run {parent}"
+
+
+def run_metrics(ctx: ReportContext) -> dict[str, float]:
+    """The selection-corrected score and what pruning saved, as the parent run's metrics."""
+    out = ctx.selection.metrics() if ctx.selection else {}
+    return out | (ctx.effort.metrics() if ctx.effort else {})

@@ -1,8 +1,10 @@
 """A tiny real project for the report: a digits subset, a 4-trial Optuna study trained with
-``pipeline.nn.fit``, a final model, and every file the upstream stages write (their formats)."""
+``pipeline.nn.fit``, a final model, and every file the upstream stages write (their formats),
+including the trials' dev predictions and the final model's gradient health."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,13 +95,23 @@ def build_project(root: Path, params: Params, n_trials: int = 4, train_dev: bool
         dev_error = nn.error_rate(Xdv, ydv, w, arch)
         trial.set_user_attr("dev_error", dev_error)
         trial.set_user_attr("values", values)
+        trial.set_user_attr("epochs_trained", EPOCHS)
+        predictions[trial.number] = nn.predict(Xdv, w, arch)
         return dev_error
 
+    predictions: dict[int, np.ndarray] = {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="report-test", sampler=optuna.samplers.TPESampler(seed=params.seed))
     study.optimize(objective, n_trials=n_trials)
     (root / "reports/study").mkdir(parents=True, exist_ok=True)
     study.trials_dataframe().to_csv(root / "reports/study/trials.csv", index=False)
+    numbers = sorted(predictions)
+    np.savez(
+        root / "reports/study/dev_predictions.npz",
+        trial_numbers=np.array(numbers, dtype=np.int64),
+        predictions=np.stack([predictions[n] for n in numbers]).astype(np.int16),
+        y_dev=ydv.astype(np.int64),
+    )
     best = study.best_trial
     _write(
         root / "reports/study/best_params.json",
@@ -116,6 +128,8 @@ def build_project(root: Path, params: Params, n_trials: int = 4, train_dev: bool
     save_model(root / "models/final", result.weights, arch, {"classes": classes})
     keys = ("epoch", "train_cost", "dev_cost", "dev_error", "learning_rate")
     _write(root / "reports/train_history.json", [{k: getattr(h, k) for k in keys} for h in result.history])
+    health = [{"epoch": h.epoch, **dataclasses.asdict(layer)} for h in result.history for layer in h.health]
+    _write(root / "reports/train_health.json", health)
     _write(
         root / "reports/train.json",
         {

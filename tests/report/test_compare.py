@@ -35,11 +35,11 @@ def before() -> dict:
 
 
 def test_a_gap_that_shrank_beyond_its_interval(before: dict) -> None:
-    after = report(TRAIN, (90, 3000), applied(before), previous=before)  # dev error 10% -> 3%
+    after = report(TRAIN, (60, 3000), applied(before), previous=before)  # dev error 10% -> 2%
     c = after.summary["comparison"]
     assert c["verdict"] == {"before": "high_variance", "after": "good_fit", "changed": True}
     v = c["gaps"]["variance"]
-    assert v["change"] == pytest.approx(-0.07) and v["significant"] and v["high"] < 0
+    assert v["change"] == pytest.approx(-0.08) and v["significant"] and v["high"] < 0
     assert c["errors"]["dev"]["significant"] and not c["errors"]["train"]["significant"]
     assert c["applied"]["outcome"] == "met" and c["applied"]["applied"] == ["tune.space.l2_lambda.low"]
     assert after.summary["previous"]["variance"] == pytest.approx(0.09)
@@ -47,8 +47,8 @@ def test_a_gap_that_shrank_beyond_its_interval(before: dict) -> None:
     text = section(after.markdown, "Before and after")
     assert "Verdict: High variance (overfitting) -> Good fit." in text
     assert f"The previous next step `{before['next_command']}` was applied; it predicted:" in text
-    assert "It did: variance went +9.00 -> +2.00 points (-7.00, interval [" in text
-    assert "Moved beyond the intervals: variance (-7.00 points)." in text
+    assert "It did: variance went +9.00 -> +1.00 points (-8.00, interval [" in text
+    assert "Moved beyond the intervals: variance (-8.00 points)." in text
 
 
 def test_a_gap_that_shrank_within_the_noise(before: dict) -> None:
@@ -107,3 +107,20 @@ def test_a_change_of_data_is_said(before: dict) -> None:
     assert "**The data changed** since the previous diagnosis (`folder`, 9000 examples -> `npz`, 456)" in section(
         other.markdown, "Before and after"
     )
+
+
+def test_a_gradient_remedy_is_met_when_the_flag_is_gone() -> None:
+    previous = {
+        "verdict": "vanishing_gradients",
+        "train_error": 0.9, "n_train": 3000, "dev_error": 0.9, "n_dev": 3000,
+        "remedies": [{"set": {"model.init": "xavier"}, "addresses": "gradients", "why": "Xavier"}],
+        "next_command": "dvc exp run -S 'model.init=xavier'",
+    }  # fmt: skip
+    xavier = params_from_dict({"model": {"init": "xavier", "hidden_activation": "sigmoid"}})
+    after = report(TRAIN, (300, 3000), xavier, previous=previous)
+    assert after.summary["comparison"]["applied"]["outcome"] == "met"
+    assert "It did: the gradient-health flag is gone." in section(after.markdown, "Before and after")
+    unstable = {**previous, "remedies": [{"set": {"model.init": "xavier"}, "addresses": "stability"}]}
+    again = report(TRAIN, (300, 3000), xavier, previous=unstable)  # no stability check ran: nothing to tell
+    assert again.summary["comparison"]["applied"]["outcome"] == "unknown"
+    assert "did not record the chosen configuration's instability" in section(again.markdown, "Before and after")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import Params, params_from_dict
-from pipeline.report.diagnosis import REGIMES, dev_set_limits, diagnose, regime
+from pipeline.report.diagnosis import REGIMES, diagnose, regime
 from pipeline.report.edges import edge_warnings
+from pipeline.report.evidence import dev_set_limits
 from pipeline.report.remedies import remedies
 from pipeline.report.stats import estimate
 
@@ -28,7 +29,7 @@ def errs(train: float, dev: float | None = None, n: int = 2000, dev_n: int | Non
     [
         (errs(0.15, 0.16), "high_bias", "underfit"),
         (errs(0.01, 0.10), "high_variance", "overfit"),
-        (errs(0.10, 0.25), "both", "overfit"),
+        (errs(0.10, 0.25), "high_bias_and_variance", "overfit"),
         (errs(0.01, 0.015), "good_fit", "good fit"),
     ],
 )
@@ -55,7 +56,7 @@ def test_data_mismatch_needs_train_dev() -> None:
 
 
 def test_variance_with_train_dev_is_measured_on_train_dev() -> None:
-    d = diagnose(errs(0.01, 0.12, train_dev=(0.10, 2000)), HUMAN, TOL)
+    d = diagnose(errs(0.01, 0.10, train_dev=(0.10, 2000)), HUMAN, TOL)
     assert d.verdict == "high_variance"
     assert d.gaps["data_mismatch"].status == "fine"
 
@@ -68,7 +69,7 @@ def test_overlapping_dev_interval_is_inconclusive_not_a_problem() -> None:
     assert d.gaps["variance"].large and not d.gaps["variance"].significant
     assert d.verdict == "inconclusive"
     text = d.summary().lower()
-    assert "not significant" in text and "no problem is claimed" in text
+    assert "cannot tell a good fit from a gap above the tolerance" in text and "dev examples would settle it" in text
     assert "high variance" not in text
     assert any("inconclusive" in line for line in d.explain())
     # ...while the same gap on a large dev set is a real problem
@@ -157,8 +158,8 @@ def test_regime_values() -> None:
 
 
 def test_dev_overfit_alone_does_not_make_the_verdict() -> None:
-    # test 3/30 vs dev 0/18: 10 points apart but the intervals overlap; bias and variance are fine
-    d = diagnose(errs(0.01, 0.0, dev_n=18, test=(0.10, 30)), 0.0, TOL)
+    # test 2/30 vs dev 1.2% of 20000: 5.5 points apart, but 2 of 30 cannot show it; bias and variance are fine
+    d = diagnose(errs(0.01, 0.012, n=20_000, test=(2 / 30, 30)), 0.0, TOL)
     assert d.gaps["dev_overfit"].status == "inconclusive"
     assert d.verdict == "good_fit"
-    assert "not significant: overfitting to dev" in d.summary()
+    assert "Not settled by the evidence: overfitting to dev (test - dev) +5.47 points" in d.summary()

@@ -57,7 +57,7 @@ CASES = {
     "456 photos, default split": (case((0, 446), (1, 5)), Params(), {"train": 446, "dev": 5, "test": 5}),
     "456 photos, 60/20/20": (case((0, 274), (3, 91)), split_params(0.6, 0.2, 0.2), SIZES_456),
 }  # fmt: skip
-ACTS = [name for name in CASES if name != "456 photos, 60/20/20"]  # there no params.yaml change can help
+ACTS = list(CASES)  # at 60/20/20 only k-fold scoring of the trials is left
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -100,6 +100,8 @@ def test_a_small_data_set_gets_the_split_it_can_support() -> None:
     assert round(total * first.set["split.dev"]) == 91 <= total - sizes["test"]  # never more than exist
     assert "about 91 of the 456 examples" in first.why and "largest dev set it supports" in first.why
     assert "(±8.1 points)" in first.why  # the Wilson half-width of 18 errors in 91 (scipy: 0.0811)
+    cv = fixes[1]  # then k-fold scoring of the trials over the 446 training examples
+    assert cv.set == {"tune.cv_folds": 5} and cv.addresses == "trial_ranking" and "446 training examples" in cv.why
     for r in _splits(fixes):
         fractions = {**{"train": 0.98, "dev": 0.01, "test": 0.01}, **{k[6:]: v for k, v in r.set.items()}}
         assert abs(sum(fractions.values()) - 1) < 1e-9 and fractions["train"] >= MIN_TRAIN_FRACTION
@@ -109,6 +111,7 @@ def test_no_split_remedy_when_the_split_is_already_the_largest() -> None:
     diag, params, sizes = CASES["456 photos, 60/20/20"]
     fixes, notes = remedies(diag, BEST, params, sizes)
     assert _splits(fixes) == []  # never "split.dev 0.2 -> 0.2"
+    assert [r.set for r in fixes] == [{"tune.cv_folds": 5}]  # what is left: rank the trials on all 274 train examples
     assert all("0.2 -> 0.2" not in describe(r, params) for r in fixes)
     assert any("already the most this data (456 examples) supports" in n for n in notes)
 

@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.config import Params
+from pipeline.config import Params, params_from_dict
 from pipeline.errors import DataError
 from pipeline.report.compare import headline
 from pipeline.report.diagnosis import REGIME_TAG, TITLES, regime
+from pipeline.report.trials import read_trials
 from pipeline.stages.report import HTML, MARKDOWN, SUMMARY, publish, write_report
 from tests.report.conftest import RAW_PARAMS, build_project, small_params
 
@@ -31,12 +32,17 @@ SECTIONS = [  # the renderer numbers all but the first two
     "Human level, bias and variance",
     "Verdict and remedies",
     "Before and after",
+    "Stability over seeds",
+    "Ties and the selection-corrected score",
     "Search-range edges",
     "Learning curve",
     "Cost curves of the final model",
+    "Gradient health of the final model",
     "Regularization path (from the trials, no retraining)",
     "Optimization history and parameter importances",
+    "Trial effort and pruning",
     "Trial regimes",
+    "Error analysis (dev)",
     "Confusion matrix (test)",
 ]
 
@@ -70,7 +76,9 @@ def test_every_section_present_and_non_empty(project: tuple[Path, Params]) -> No
     assert f"```sh\n{report.summary['next_command']}\n```" in bodies["Next step"]
 
     page = (root / HTML).read_text()
-    assert page.count("data:image/png;base64,") == 7
+    # errors, learning curve, costs, gradient health, regularization, history, gallery, reliability, confusion
+    # (no importances: 4 trials have too few distinct dev errors)
+    assert page.count("data:image/png;base64,") == 9
     assert "http" not in page and "<script" not in page and "<link" not in page
     assert not re.search(r"(src|href)=\"(?!data:|#)", page)
 
@@ -84,6 +92,28 @@ def test_every_section_present_and_non_empty(project: tuple[Path, Params]) -> No
     assert sum(summary["regimes"].values()) == 4
     e = summary["errors"]["dev"]
     assert e["low"] <= e["rate"] <= e["high"] and e["n"] == 30
+    stability = summary["stability"]
+    assert len(stability["configurations"]) == 3 and sum(c["chosen"] for c in stability["configurations"]) == 1
+    assert summary["seed_averaged"] == ["train", "dev"]  # the verdict reads the chosen configuration's seed means
+    trials = {r.number: r for r in read_trials(root / "reports/study/trials.csv")}
+    for c in stability["configurations"]:  # seed 0 is the trial as the study measured it, not retrained
+        first = c["runs"][0]
+        assert (first["train"], first["dev"]) == (trials[c["trial"]].train_error, trials[c["trial"]].dev_error)
+        assert [r["seed"] for r in c["runs"]] == [0, 1, 2]
+    assert summary["selection"]["n_trials"] == 4 and summary["selection"]["n_dev"] == 30
+    assert len(summary["gradient_health"]["last_epoch"]) == 3  # two hidden layers and the output
+    analysis = summary["error_analysis"]
+    assert analysis["n_dev"] == 30 and len(analysis["per_class"]) == 10 and 0 <= analysis["ece"] <= 1
+    assert summary["pruning"]["per_state"]["COMPLETE"]["epochs"] == 4 * 8
+
+
+def test_stability_off(project: tuple[Path, Params], tmp_path: Path) -> None:
+    root = copy_of(project, tmp_path)
+    params = params_from_dict({**RAW_PARAMS, "report": {**RAW_PARAMS["report"], "stability_seeds": 0}})
+    summary = write_report(params, root).summary
+    assert summary["stability"]["configurations"] == [] and summary["seed_averaged"] == []
+    assert summary["stability"]["notes"] == ["report.stability_seeds is 0: the stability check is off"]
+    assert summary["train_error"] == summary["final_model_errors"]["train"]["rate"]
 
 
 def test_train_dev_split_gives_data_mismatch(tmp_path: Path) -> None:
@@ -185,6 +215,10 @@ def test_publish_tags_trials_and_logs_only_to_a_finished_parent(
     logged = {a.path for a in client.list_artifacts(parent, "report")}
     assert logged == {"report/diagnosis.md", "report/report.html", "report/diagnosis.json"}
     assert client.get_run(parent).data.tags["diagnosis"] == report.summary["verdict"]
+    metrics = client.get_run(parent).data.metrics
+    assert metrics["selection_corrected"] == pytest.approx(report.summary["selection"]["corrected"])
+    assert metrics["selection_tied_trials"] == len(report.summary["selection"]["tied_trials"])
+    assert metrics["pruning_saved_s"] == 0.0 and metrics["trials_complete_epochs"] == 32
     run_ids = list(df["user_attrs_mlflow_run_id"])
     assert (
         tracking.tag_runs({"0" * 32: {REGIME_TAG: "overfit"}, run_ids[0]: {REGIME_TAG: "overfit"}}) == 1

@@ -4,11 +4,15 @@ import pytest
 from scipy.stats import binomtest
 
 from pipeline.report.stats import (
+    clopper_pearson,
+    difference_interval,
     difference_of_differences,
     estimate,
     examples_needed,
     expected_half_width,
+    mcnemar_p,
     newcombe_interval,
+    rate_interval,
     wilson_interval,
     z_value,
 )
@@ -91,3 +95,37 @@ def test_expected_half_width_plans_a_split() -> None:
     assert expected_half_width(0.0, 100) == expected_half_width(0.01, 100)  # 0% is planned as 1%
     n = examples_needed(0.2, 0.02)
     assert expected_half_width(0.2, n) <= 0.02 < expected_half_width(0.2, n - 1)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 5), (1, 5), (4, 2000), (0, 100), (31, 100), (5, 5), (17, 1761), (99, 100)])
+@pytest.mark.parametrize("confidence", [0.95, 0.975])
+def test_clopper_pearson_matches_scipy(k: int, n: int, confidence: float) -> None:
+    ref = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    assert clopper_pearson(k, n, confidence) == pytest.approx((ref.low, ref.high), abs=1e-10)
+
+
+# (only A wrong, only B wrong): the discordant pairs of two classifiers on the same examples
+@pytest.mark.parametrize("table", [(3, 7), (0, 7), (10, 10), (40, 60), (1, 0), (0, 0), (600, 700), (2, 15)])
+def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_pairs(table: tuple[int, int]) -> None:
+    b, c = table
+    expected = binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
+    assert mcnemar_p(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert mcnemar_p(c, b) == mcnemar_p(b, c)
+
+
+def test_mcnemar_known_values() -> None:
+    assert mcnemar_p(0, 7) == pytest.approx(2 / 2**7)  # all 7 disagreements one way: 2 * 0.5**7
+    assert mcnemar_p(3, 7) == pytest.approx(0.34375)  # 2 * P(X <= 3), X ~ Binomial(10, 0.5) = 2 * 176/1024
+
+
+def test_difference_interval_is_exact_for_small_counts() -> None:
+    # both sides with at least 5 errors and 5 correct: Newcombe's interval itself
+    assert difference_interval(300, 3000, 50, 5000) == (*newcombe_interval(300, 3000, 50, 5000), "Newcombe")
+    # one error in five: each side's Clopper-Pearson interval at 97.5%, combined by Bonferroni
+    low, high, method = difference_interval(1, 5, 4, 2000)
+    a = binomtest(1, 5).proportion_ci(0.975, method="exact")
+    b = binomtest(4, 2000).proportion_ci(0.975, method="exact")
+    assert method == "exact" and (low, high) == pytest.approx((a.low - b.high, a.high - b.low))
+    assert low < 0  # not significant, where Newcombe's approximation would call it so
+    assert newcombe_interval(1, 5, 4, 2000)[0] > 0
+    assert rate_interval(0, 1761)[2] == "exact" and rate_interval(17, 1761)[2] == "Wilson"
