@@ -17,12 +17,12 @@ import numpy as np
 
 from pipeline.config import Params
 from pipeline.data.store import load_split
-from pipeline.errors import DataError
 from pipeline.nn.network import Architecture, error_rate
 from pipeline.nn.train import Diverged, FitOptions, fit
-from pipeline.paths import BEST_PARAMS, NORMALIZER
+from pipeline.paths import NORMALIZER
 from pipeline.report.inputs import ReportInputs
-from pipeline.study.space import apply_params, architecture, fit_options, trial_seed
+from pipeline.study.space import architecture, fit_options, trial_seed
+from pipeline.study.space import final_settings as space_final_settings
 from pipeline.threads import blas_threads_for, limit_blas_threads
 
 Stream = Callable[[], np.random.Generator]  # a fresh generator of the same random stream per call
@@ -72,20 +72,12 @@ def learning_curve(
 
 
 def final_settings(params: Params, best: Mapping[str, Any] | None) -> tuple[Params, Stream]:
-    """The final model's configuration and random stream, by the train stage's rule.
-
-    With ``train.use_study_best`` and a best_params.json: the best trial's values over params.yaml
-    and the stream of ``seed_trial`` (the trial whose seed the train stage uses; the best trial's
-    own number when absent). Otherwise params.yaml and ``seed``.
-    """
-    if best is None or not params.train.use_study_best:
-        return params, lambda: np.random.default_rng(params.seed)
-    values, number = best.get("params"), best.get("seed_trial", best.get("trial_number"))
-    if not isinstance(values, Mapping):
-        raise DataError(f"{BEST_PARAMS.as_posix()}: expected an object with a 'params' mapping; rerun the tune stage")
-    if not isinstance(number, int) or isinstance(number, bool):
-        raise DataError(f"{BEST_PARAMS.as_posix()}: 'trial_number' must be an integer; rerun the tune stage")
-    return apply_params(params, values), lambda: trial_seed(params.seed, number)
+    """The final model's configuration and random stream, by the train stage's rule
+    (``pipeline.study.space.final_settings``): the stream is a function giving a fresh generator."""
+    config, number = space_final_settings(params, best)
+    if number is None:
+        return config, lambda: np.random.default_rng(params.seed)
+    return config, lambda: trial_seed(params.seed, number)
 
 
 def final_model_curve(inputs: ReportInputs, params: Params) -> tuple[list[CurvePoint], list[str]]:

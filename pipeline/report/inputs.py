@@ -15,12 +15,12 @@ from pipeline.errors import DataError
 from pipeline.io import load_npy, read_json
 from pipeline.paths import (
     BEST_PARAMS,
+    DEV_PREDICTIONS,
     METRICS,
     MODEL_META,
     NORMALIZER,
     SPLIT_REPORT,
     SPLITS,
-    STUDY_REPORTS,
     TRAIN_HEALTH,
     TRAIN_HISTORY,
     TRAIN_METRICS,
@@ -32,7 +32,6 @@ from pipeline.report.selection import DevPredictions
 from pipeline.report.trials import TrialRow, read_trials
 
 # Each finished trial's predicted class per dev example, written by the tune stage.
-DEV_PREDICTIONS = STUDY_REPORTS / "dev_predictions.npz"
 
 PATHS = {
     "meta": NORMALIZER,  # classes, image_shape, source
