@@ -12,6 +12,7 @@ A network no better on dev than always predicting the majority class is refused 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,10 @@ def flat(section: str, values: dict[str, Any]) -> dict[str, Any]:
     return {f"{section}.{k}": v for k, v in values.items()}
 
 
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def majority_error(y_train: np.ndarray, y_dev: np.ndarray) -> float:
     """Dev error of always answering the most frequent training class: the floor any model must beat."""
     majority = np.bincount(np.asarray(y_train)).argmax()
@@ -133,11 +138,23 @@ def train(params: Params, root: str | Path = ".") -> tuple[dict[str, Any], list[
 
     dev_error = nn.error_rate(X_dev.T, y_dev, result.weights, arch)
     baseline = majority_error(y, y_dev)
+    keys = ("epoch", "train_cost", "dev_cost", "dev_error", "learning_rate")
+    history = [{k: getattr(h, k) for k in keys} for h in result.history]
+    # JSON has no inf: an update ratio over all-zero weights (init zeros) is written as null
+    health = [
+        {"epoch": h.epoch, **{k: _finite_or_none(v) for k, v in asdict(layer).items()}}
+        for h in result.history
+        for layer in h.health
+    ]
     if dev_error >= baseline:  # a network that learned nothing must not be saved, let alone registered
+        # its curves and gradient health are complete and say why: keep them for the diagnosis
+        atomic_write_json(root / HISTORY, history)
+        atomic_write_json(root / HEALTH, health)
         raise NumericalError(
             f"train: dev error {dev_error:.4f} is no better than always predicting the most frequent training "
-            f"class ({baseline:.4f}) after {len(result.history)} epochs; see reports of the study, try a lower "
-            "learning rate, another init or more epochs"
+            f"class ({baseline:.4f}) after {len(result.history)} epochs; the model was not saved. See the "
+            f"per-layer gradient health in {HEALTH} (vanishing updates: try model.init he or xavier), "
+            "or try a lower learning rate or more epochs"
         )
     metrics = {
         "train_error": nn.error_rate(X.T, y, result.weights, arch),
@@ -161,9 +178,6 @@ def train(params: Params, root: str | Path = ".") -> tuple[dict[str, Any], list[
         "train": asdict(params.train),
         "settings_from": settings_from,
     }
-    keys = ("epoch", "train_cost", "dev_cost", "dev_error", "learning_rate")
-    history = [{k: getattr(h, k) for k in keys} for h in result.history]
-    health = [{"epoch": h.epoch, **asdict(layer)} for h in result.history for layer in h.health]
     save_model(root / MODEL_STEM, result.weights, arch, extra)
     atomic_write_json(root / HISTORY, history)
     atomic_write_json(root / HEALTH, health)

@@ -185,6 +185,8 @@ def test_a_model_no_better_than_the_majority_class_exits_5_and_is_not_saved(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no better than always predicting the most frequent training class" in err
     assert not Path("models").exists()
+    health = read("reports/train_health.json")  # kept for the diagnosis, with null for an infinite ratio
+    assert health and all(h["update_ratio"] is None or h["update_ratio"] >= 0 for h in health)
 
 
 def test_evaluate_refuses_a_model_with_non_finite_weights(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
