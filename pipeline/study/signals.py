@@ -96,6 +96,8 @@ class DeferredInterrupt:
     def _handle(self, signum: int, frame: Any) -> None:
         kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         if self.requested is not None:
+            if kind is Terminated and self.requested is Terminated and self.parent_gone:
+                return  # Linux sends the parent-death signal once per thread: that is one stop, not two
             raise kind
         self.requested = kind
 

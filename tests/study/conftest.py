@@ -23,11 +23,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
 import pytest
 import yaml
+from optuna.trial import FrozenTrial, TrialState
 
 REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -163,6 +165,47 @@ def study_of(url: str, base: str = "digits-mlp") -> optuna.Study | None:
     return optuna.load_study(study_name=names[-1], storage=storage) if names else None
 
 
+# --- reading a sweep's study and runs -----------------------------------------------------------
+
+FAST_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "4")
+
+
+def read_study(url: str) -> optuna.Study | None:
+    """The sweep's study (tune.study_name plus its fingerprint), or None while the launcher creates it."""
+    return study_of(url)
+
+
+def running_trial(url: str, max_epochs: int = 20) -> FrozenTrial | None:
+    """A trial that has its MLflow run open and is early in training (not about to finish)."""
+    study = read_study(url)
+    if study is None:
+        return None
+    for t in study.get_trials(states=(TrialState.RUNNING,)):
+        if "mlflow_run_id" in t.user_attrs and len(t.intermediate_values) < max_epochs:
+            return t
+    return None
+
+
+def mlflow_client(ws: Workspace) -> Any:
+    from pipeline import tracking  # mlflow takes ~1.5 s to import: not while collecting the fast suite
+
+    return tracking.MlflowClient(ws.env["MLFLOW_TRACKING_URI"])
+
+
+def trial_runs(ws: Workspace, study: optuna.Study) -> dict[str, Any]:
+    client = mlflow_client(ws)
+    experiment = client.get_experiment_by_name(study.study_name)  # one experiment per study
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return {r.info.run_id: r for r in runs if r.info.run_name.startswith("trial-")}
+
+
+def storage_for(backend: str, ws: Workspace, request: pytest.FixtureRequest) -> tuple[str, list[str]]:
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_url")
+        return url, ["--storage", url]
+    return ws.default_storage, []  # the default: studies/optuna.db under PIPELINE_HOME
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
@@ -194,9 +237,8 @@ def pg_server() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_url(pg_server: str) -> str:
-    """A fresh, empty database on the session's cluster."""
+def new_pg_database(pg_server: str) -> str:
+    """A fresh, empty database on the cluster; returns its URL."""
     import psycopg2
 
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -206,6 +248,12 @@ def pg_url(pg_server: str) -> str:
         cur.execute(f"CREATE DATABASE {name}")
     conn.close()
     return f"{pg_server}/{name}"
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return new_pg_database(pg_server)
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.05):
@@ -254,12 +302,11 @@ def read_only(folder: Path) -> Iterator[Path]:
 def fill(folder: Path) -> Path:
     """Fill the disk under ``folder`` to the last byte; returns the filler file (delete it to free space)."""
     filler = folder / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left to fail at close
         for size in (1 << 16, 1 << 10, 1):  # big blocks, then what is left
             try:
                 while True:
                     f.write(b"\0" * size)
-                    f.flush()
             except OSError:
                 pass
     return filler
