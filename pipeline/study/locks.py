@@ -107,17 +107,23 @@ class PgLock:
         import sqlalchemy
 
         self.url, self.what, self._key = url, what, advisory_key(name)
-        self._engine = sqlalchemy.create_engine(
-            url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 10}
-        )
+        try:
+            self._engine = sqlalchemy.create_engine(
+                url, poolclass=sqlalchemy.pool.NullPool, connect_args={"connect_timeout": 10}
+            )
+        except ImportError as e:
+            raise StorageError(f"{_masked(url)}: no database driver for this URL ({e}); install it") from None
         self._text = sqlalchemy.text
         self._conn: Any = None
 
     def _query(self, sql: str) -> Any:
-        if self._conn is None:
-            self._conn = self._engine.connect()
-        value = self._conn.execute(self._text(sql), {"k": self._key}).scalar()
-        self._conn.commit()
+        from pipeline.study.storage import storage_errors  # storage imports this module
+
+        with storage_errors(self.url):  # the server is unreachable, the login refused: one line
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            value = self._conn.execute(self._text(sql), {"k": self._key}).scalar()
+            self._conn.commit()
         return value
 
     def acquire(self, *, shared: bool = False, timeout: float | None = None) -> None:

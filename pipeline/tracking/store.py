@@ -143,7 +143,7 @@ def store_errors(*also: type[BaseException]) -> Iterator[None]:
         yield
     except StorageError:
         raise
-    except (*STORE_ERRORS, *also) as e:
+    except (*STORE_ERRORS, ImportError, *also) as e:  # ImportError: no driver for the store's URI
         raise store_error(e) from None
     except Exception as e:
         if not unreachable(e):

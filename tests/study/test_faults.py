@@ -274,7 +274,7 @@ def test_two_sweeps_started_at_once_on_a_new_postgres_database_join_one_study(wo
     from tests.study.conftest import new_pg_database
 
     mlflow_url = new_pg_database(request.getfixturevalue("pg_server"))
-    workspace.env["MLFLOW_TRACKING_URI"] = mlflow_url.replace("postgresql+psycopg2", "postgresql")
+    workspace.env["MLFLOW_TRACKING_URI"] = mlflow_url  # a new MLflow store on PostgreSQL too
     write_params(workspace.root / "params.yaml", n_trials=4, epochs=2, storage=pg_url)
     results = start_together(workspace, ["tune"], ["tune"])
     for r in results:
@@ -292,7 +292,8 @@ while time.monotonic() < end:
     try:  # creating: as RDBStorage opens by default; reading: without creating tables
         storage = optuna.storages.RDBStorage(sys.argv[1], skip_table_creation=not create)
     except Exception as e:
-        if "unable to open" in str(e) or (not create and "no such table" in str(e)):  # no file, or an empty one
+        text = f"{e} {e.__cause__}"
+        if "unable to open" in text or (not create and "no such table" in text):  # no file, or an empty one
             time.sleep(0.01)
             continue
         raise
