@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -30,6 +31,7 @@ from pipeline.study.launch import COUNTED, open_sweep
 from pipeline.study.locks import LiveLock
 from tests.study.conftest import (
     FAST_HEARTBEAT,
+    MlflowServer,
     alive,
     children,
     fill,
@@ -317,6 +319,90 @@ def test_an_observer_opening_the_new_database_while_the_launcher_creates_it(work
     assert result.returncode == 0 and "Traceback" not in result.stdout, result.stdout
     assert observer.returncode == 0, err
     assert len(read_study(workspace.default_storage).get_trials(states=COUNTED)) == 2
+
+
+# --- 4. a tracking server that goes away ----------------------------------------------------------
+
+
+def closed_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.slow
+def test_an_unreachable_tracking_server_at_start_is_exit_4_in_seconds(workspace):
+    workspace.env["MLFLOW_TRACKING_URI"] = closed_port()
+    write_params(workspace.root / "params.yaml", n_trials=1, epochs=2)
+    start = time.monotonic()
+    result = workspace.run("sweep")
+    elapsed = time.monotonic() - start  # interpreter start and imports included; it was 252 s
+    assert result.returncode == 4, result.stdout
+    assert "error: MLflow store http://127.0.0.1:" in result.stdout and "unreachable" in result.stdout
+    assert "Traceback" not in result.stdout and elapsed < 60, (elapsed, result.stdout)
+
+
+class Lines:
+    """A process's output lines as they come (read on a thread)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=lambda: self.lines.extend(proc.stdout), daemon=True)
+        self._thread.start()
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+    def text(self) -> str:
+        self._thread.join(timeout=30)
+        return "".join(self.lines)
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_goes_away_mid_sweep_delays_nothing_and_gets_every_run(
+    workspace, mlflow_template, tmp_path
+):
+    server = MlflowServer(tmp_path / "server", mlflow_template)
+    server.start()
+    try:
+        workspace.env["MLFLOW_TRACKING_URI"] = server.url
+        write_params(workspace.root / "params.yaml", n_trials=8, epochs=30, pruner="none")
+        write_split(workspace.root / "data" / "split", m_train=1000)
+        proc = workspace.start("sweep")
+        out = Lines(proc)
+        wait_for(lambda: out.count("] trial ") >= 2, timeout=180)
+        server.stop()  # mid-sweep
+        wait_for(lambda: out.count("tracking unreachable at"), timeout=60)  # said within seconds
+        os.kill(proc.pid, signal.SIGSTOP)  # hold the sweep while the server comes back
+        try:
+            server.start()
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert proc.wait(timeout=300) == 0, out.text()
+        text = out.text()
+        assert "| tracking unreachable: " in text  # on the trial lines while it was away
+        assert "tracking reachable again" in text and "written late" in text and "lost" not in text, text
+
+        study = read_study(workspace.default_storage)
+        assert len(study.get_trials(states=COUNTED)) == 8
+        client = tracking_client(server.url)
+        experiment = client.get_experiment_by_name(study.study_name).experiment_id
+        runs = [r for r in client.search_runs([experiment], max_results=1000) if r.info.run_name.startswith("trial-")]
+        assert sorted(int(r.data.tags["optuna.trial_number"]) for r in runs) == [t.number for t in study.trials]
+        assert all(r.info.status == "FINISHED" for r in runs)  # every trial COMPLETE (no pruner)
+        assert client.get_run(study.user_attrs["mlflow_parent_run_id"]).info.status == "FINISHED"
+    finally:
+        server.stop()
+
+
+def tracking_client(uri: str):
+    from pipeline import tracking
+
+    return tracking.MlflowClient(uri)
 
 
 # --- 5. parent runs left RUNNING ----------------------------------------------------------------

@@ -115,3 +115,18 @@ def test_a_real_sweep_stops_at_its_noise_floor_and_a_resume_runs_nothing(workspa
     assert cli.main(["sweep", "--no-tracking", "--resume"]) == 0
     assert "stopped at its noise floor" in capsys.readouterr().out
     assert len(read_study(workspace.default_storage).trials) == len(study.trials)
+
+
+@pytest.mark.slow  # MLflow
+def test_the_parent_run_records_the_effort_what_pruning_saved_and_the_stop_cause(workspace, mlflow_store, capsys):
+    from pipeline import tracking
+
+    write_params(workspace.root / "params.yaml", n_trials=8, epochs=10, pruner="median")
+    assert cli.main(["sweep"]) == 0
+    study = read_study(workspace.default_storage)
+    parent = tracking.MlflowClient(mlflow_store).get_run(study.user_attrs["mlflow_parent_run_id"])
+    expected = study_effort(study.trials, default_epochs=10)
+    assert {k: parent.data.metrics[k] for k in expected} == pytest.approx(expected)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED and not t.user_attrs["cause"].startswith("div")]
+    assert pruned and expected["epochs_saved_by_pruning"] == sum(10 - t.user_attrs["epochs_trained"] for t in pruned)
+    assert parent.data.tags["sweep.stop_cause"] == study.user_attrs["stop_cause"] == "reached the cap of 8 trials"
