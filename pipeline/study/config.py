@@ -78,7 +78,8 @@ class SweepState:
     previous: str | None = None  # the newest earlier study of the same base name, when a new one starts
     changed: tuple[str, ...] = ()  # the fingerprint parts that differ from ``previous``
     details: tuple[str, ...] = ()  # the readable settings that differ, "train.epochs: 10 -> 12"
-    complete: bool = False  # the study was at its cap: nothing runs
+    complete: bool = False  # the study was at its cap (or its noise floor): nothing runs
+    stop_cause: str = ""  # why nothing runs, when the noise floor stopped the study
 
 
 def config_from_params(

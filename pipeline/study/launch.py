@@ -1,37 +1,46 @@
 """The launcher: open the sweep's study, clean up after dead workers, run the workers, finish.
 
-``open_sweep`` runs once, before any worker starts, because workers that create a brand-new
-storage schema (or MLflow store) at the same moment crash each other. It fingerprints the data,
-settings and code (``identity``), picks the study of that fingerprint (``<base>-<digest>``),
-checks backprop once before the study's first trial (``gate``), and opens the MLflow parent run
-only when a trial will run. ``tune.n_trials`` is the total over all runs and workers.
+``open_sweep`` runs once, before any worker starts, holding the creation lock of the study
+storage and of the MLflow store (``locks``): two sweeps started at the same instant on brand-new
+stores then both join one study. It fingerprints the data, settings and code (``identity``),
+picks the study of that fingerprint (``<base>-<digest>``), checks backprop once before the
+study's first trial (``gate``), and opens the MLflow parent run only when a trial will run. When
+no other launcher is alive on the storage (``locks.LiveLock``) it also closes the parent runs
+that dead launchers left RUNNING. ``tune.n_trials`` is the total over all runs and workers.
+
+``run_sweep`` runs the workers: each gets the launcher's pid, and stops once its launcher is gone
+(``signals``). Ctrl-C and SIGTERM reach each worker once. ``finish`` closes the parent run with
+the study's outcome, the sweep's effort (``effort``) and its stop cause.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.errors import ConfigError, PipelineError, StorageError
-from pipeline.study import identity
-from pipeline.study.config import SweepConfig, SweepState, to_payload
+from pipeline.errors import ConfigError, StorageError
+from pipeline.paths import split_file
+from pipeline.study import identity, locks
+from pipeline.study.config import SweepConfig, SweepState
+from pipeline.study.effort import study_effort
 from pipeline.study.gate import gradient_gate
-from pipeline.study.storage import mask_url, open_storage
+from pipeline.study.noise_floor import noise_floor_stop
+from pipeline.study.storage import mask_url, open_storage, sqlite_path, storage_errors
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that use up the trial cap
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+_live: dict[tuple[str, str], locks.LiveLock] = {}  # (storage, study) -> the lock this launcher holds shared
 
 
 def open_sweep(cfg: SweepConfig, *, resume: bool | None = None) -> tuple[optuna.Study, SweepState]:
@@ -40,8 +49,40 @@ def open_sweep(cfg: SweepConfig, *, resume: bool | None = None) -> tuple[optuna.
     ``resume``: True continues the newest study of ``tune.study_name`` and refuses one whose
     fingerprint differs (unless ``cfg.allow_mixed``, for the settings parts); False requires a new
     or empty study; None (the tune stage) takes the study of this fingerprint, or starts one.
+    Every storage failure is a one-line ``StorageError``; a failed open leaves the file as it was.
     """
     fp = identity.fingerprint(cfg.params, cfg.split_dir)  # also fails on missing data before creating anything
+    path = sqlite_path(cfg.storage)
+    if path is not None and resume and not path.exists():
+        raise StorageError(f"no study storage at {path}; drop --resume to create it, or check --storage")
+    if path is not None:  # the folder of the creation lock's file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"{path.parent}: cannot create the folder ({e.strerror}); check --storage") from None
+    live = locks.LiveLock(cfg.storage)
+    try:
+        with storage_errors(cfg.storage), locks.creation_lock(cfg.storage):
+            study, state = _open(cfg, fp, resume, alone=live.alone())
+            if not state.complete:
+                live.hold()
+    except BaseException:
+        live.close()
+        raise
+    if state.complete:
+        live.close()
+    else:
+        previous = _live.pop((cfg.storage, state.study_name), None)
+        if previous is not None:
+            previous.close()
+        _live[(cfg.storage, state.study_name)] = live
+    return study, state
+
+
+def _open(
+    cfg: SweepConfig, fp: identity.Fingerprint, resume: bool | None, alone: bool
+) -> tuple[optuna.Study, SweepState]:
+    """``open_sweep`` under the creation lock; ``alone``: no other launcher lives on this storage."""
     storage = open_storage(
         cfg.storage, create=not resume, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period
     )
@@ -64,9 +105,15 @@ def open_sweep(cfg: SweepConfig, *, resume: bool | None = None) -> tuple[optuna.
             )
         clean_up(study, cfg)  # fails RUNNING trials only: the counted ones stay as they are
         counted = sum(t.state in COUNTED for t in trials)
-        if counted >= cfg.n_trials:  # nothing to run: no gate, no parent run, nothing written
-            return study, dataclasses.replace(state, counted_at_start=counted, complete=True)
-    new_attrs = {}
+        rule = cfg.tune.stop_at_noise_floor
+        floor = None if rule is None else noise_floor_stop(trials, dev_size(cfg), rule.patience, rule.factor)
+        if counted >= cfg.n_trials or floor:  # nothing to run: no gate, no parent run, nothing written
+            if floor and attrs.get("stop_cause") != floor:
+                study.set_user_attr("stop_cause", floor)
+            if alone and cfg.tracking and attrs.get("mlflow_parent_run_ids"):
+                _close_dead_parents(cfg, name, keep=None)  # a launcher killed after its last trial
+            return study, dataclasses.replace(state, counted_at_start=counted, complete=True, stop_cause=floor or "")
+    new_attrs: dict[str, Any] = {"stop_cause": None} if attrs.get("stop_cause") else {}  # this sweep's, at its end
     if attrs.get("gradient_check", {}).get("fingerprint") != fp.digest:
         difference = gradient_gate(cfg.params, cfg.root)  # raises NumericalError before anything is created
         new_attrs["gradient_check"] = {"fingerprint": fp.digest, "relative_difference": difference}
@@ -87,7 +134,10 @@ def open_sweep(cfg: SweepConfig, *, resume: bool | None = None) -> tuple[optuna.
 
         tags = {"n_workers": cfg.n_workers, "n_trials_cap": cfg.n_trials, "storage": mask_url(cfg.storage)}
         tags |= {"optuna.base_name": cfg.tune.study_name, **fp.tags()}
-        parent = tracking.prepare_study_run(name, cfg.params.tracking.experiment, tags)
+        with locks.creation_lock(tracking.tracking_uri(), "the lock that serializes creating the MLflow store"):
+            parent = tracking.prepare_study_run(name, cfg.params.tracking.experiment, tags)
+        if alone:
+            _close_dead_parents(cfg, name, keep=parent)
         study.set_user_attr("mlflow_parent_run_id", parent)
         study.set_user_attr("mlflow_parent_run_ids", [*attrs.get("mlflow_parent_run_ids", []), parent])
     started = time.time()
@@ -98,6 +148,23 @@ def open_sweep(cfg: SweepConfig, *, resume: bool | None = None) -> tuple[optuna.
         deadline=None if cfg.tune.timeout is None else started + cfg.tune.timeout,
         counted_at_start=counted,
     )
+
+
+def dev_size(cfg: SweepConfig) -> int:
+    """The number of dev examples (the noise floor's n), read from the split's labels without loading them."""
+    return int(np.load(Path(cfg.root) / split_file("y", "dev"), mmap_mode="r").shape[0])
+
+
+def _close_dead_parents(cfg: SweepConfig, study_name: str, keep: str | None) -> None:
+    """Close (KILLED) the parent runs that dead launchers left RUNNING in the study's experiment.
+
+    Only called when no other launcher is alive on this storage (``locks.LiveLock``): a live
+    sweep's parent run looks the same as a dead one's.
+    """
+    from pipeline import tracking
+
+    with locks.creation_lock(tracking.tracking_uri(), "the lock that serializes creating the MLflow store"):
+        tracking.close_dead_parent_runs(cfg.params.tracking.experiment or study_name, keep)
 
 
 class Choice(NamedTuple):
@@ -178,11 +245,11 @@ def run_sweep(cfg: SweepConfig, state: SweepState, callbacks: Sequence[TrialCall
     """Run the workers of an opened sweep (``open_sweep`` first); return their exit codes.
 
     With one worker the trials run in this process and ``callbacks`` see each finished trial;
-    with several, each worker process prints its own trial lines. A worker killed by a signal
-    (negative code) does not fail the sweep: the heartbeat fails its trial and the others retry
-    it. Ctrl-C reaches the running trials (each is marked and its run KILLED), then propagates
-    as KeyboardInterrupt.
+    with several, worker processes (``spawn.run_workers``) print their own trial lines. Ctrl-C
+    (SIGTERM) reaches the running trials, each marked and its run KILLED, then propagates as
+    KeyboardInterrupt (``Terminated``).
     """
+    from pipeline.study.spawn import run_workers
     from pipeline.study.worker import run_worker
 
     if state.complete:
@@ -190,42 +257,57 @@ def run_sweep(cfg: SweepConfig, state: SweepState, callbacks: Sequence[TrialCall
     if cfg.n_workers == 1:
         run_worker(cfg, state, 0, callbacks)
         return [0]
-    payload = to_payload(cfg, state)
-    procs = [
-        # Own session: a terminal Ctrl-C reaches the launcher only, which forwards exactly one
-        # SIGINT per worker (a second SIGINT would cut a worker's cleanup short).
-        subprocess.Popen(
-            [sys.executable, "-m", "pipeline.study.worker", "--index", str(i), payload], start_new_session=True
-        )
-        for i in range(cfg.n_workers)
-    ]
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        raise
-    failed = [(i, c) for i, c in enumerate(codes) if c > 0 and c != 130]
-    if failed:
-        raise PipelineError(f"worker {failed[0][0]} exited with code {failed[0][1]}; see its error above")
-    if 130 in codes:
-        raise KeyboardInterrupt
-    return codes
+    return run_workers(cfg, state)
 
 
-def finish(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str = "FINISHED") -> None:
-    """End the sweep: fail what dead workers left, close the parent run with the study's outcome."""
+def finish(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str = "FINISHED") -> list[str]:
+    """End the sweep: fail what dead workers left, record the stop cause, close the parent run.
+
+    The parent run gets the study's outcome, the sweep's effort per trial state and what pruning
+    saved (``effort.study_effort``), and the tag ``sweep.stop_cause``. Returns the lines the command
+    should print about tracking: a server that went away, runs written late or lost.
+    """
     if state.complete:
-        return
-    clean_up(study, cfg)
-    if state.parent_run_id is not None:
-        from pipeline import tracking
+        return []
+    live = _live.pop((cfg.storage, state.study_name), None)
+    notes: list[str] = []
+    try:
+        with storage_errors(cfg.storage):
+            clean_up(study, cfg)
+            trials = study.get_trials(deepcopy=False)
+            cause = stop_cause(study, cfg, state, status, trials)
+            study.set_user_attr("stop_cause", cause)
+        if state.parent_run_id is not None:
+            from pipeline import tracking
 
-        tracking.finish_study_run(state.parent_run_id, study, status)
+            effort = study_effort(trials, cfg.params.train.epochs)
+            try:
+                tracking.finish_study_run(
+                    state.parent_run_id, study, status, metrics=effort, tags={"sweep.stop_cause": cause}
+                )
+            except tracking.TrackingUnreachable as e:
+                notes.append(f"{e}: the parent run stays RUNNING; the next sweep of this study closes it")
+            line = tracking.OUTBOX.summary()
+            if line:
+                notes.append(line)
+    finally:
+        if live is not None:
+            live.close()
+    return notes
+
+
+def stop_cause(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str, trials: list[FrozenTrial]) -> str:
+    """Why the sweep ended: the noise floor (set by a worker), an interrupt, a failure, the cap, the timeout."""
+    floor = study.user_attrs.get("stop_cause")
+    if floor:
+        return str(floor)
+    if status == "KILLED":
+        return "interrupted"
+    if status == "FAILED":
+        return "failed"
+    counted = sum(t.state in COUNTED for t in trials)
+    if counted >= cfg.n_trials:
+        return f"reached the cap of {cfg.n_trials} trials"
+    if state.deadline is not None and time.time() >= state.deadline:
+        return f"timeout: no trial starts after {cfg.tune.timeout:g} s"
+    return "stopped"

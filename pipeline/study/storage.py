@@ -1,4 +1,4 @@
-"""Where a study lives: the storage URL, the RDB storage with its heartbeat, and the claim lock.
+"""Where a study lives: the storage URL, the RDB storage with its heartbeat, and its failures as one line.
 
 The default storage is the sqlite file ``studies/optuna.db`` under the repository root; a
 PostgreSQL URL lets workers on several machines share one study. Both are ``RDBStorage`` with a
@@ -13,13 +13,14 @@ for ``dvc exp run --queue`` it names the real workspace, not the temp copy under
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
+import contextlib
+import errno
 import os
 import re
-import threading
+import sqlite3
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,13 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
-from pipeline.errors import ConfigError, StorageError
+from pipeline.errors import ConfigError, PipelineError, StorageError
 from pipeline.paths import STUDY_DB, repo_root
+from pipeline.study.locks import lock_timeout
 
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 30  # a RUNNING trial silent this long belongs to a dead worker
-SQLITE_TIMEOUT = 60  # seconds a writer waits for sqlite's lock before "database is locked"
+CREATE_ATTEMPTS = 5  # creating tables raced by a process outside our locks (a dashboard) is retried
 
 
 def resolve_url(storage: str | None) -> str:
@@ -82,110 +84,179 @@ def open_storage(
 ) -> RDBStorage:
     """Open (with ``create``: also create the tables of) an RDB storage with heartbeat.
 
-    Create the tables once, before starting workers: several processes creating the schema of a
-    brand-new sqlite or PostgreSQL database at the same moment crash each other. ``check_schema``
-    False skips Optuna's schema version check (~0.1 s of migration scripts), for the workers of a
-    launcher that already checked it.
+    Create the tables once, before starting workers, holding ``locks.creation_lock`` (the
+    launcher does): several processes creating the schema of a brand-new database at the same
+    moment crash each other. A new sqlite file is built beside its place and linked in whole, so
+    a reader (optuna-dashboard) never sees half a schema; a table creation raced by a process
+    outside our locks is retried. ``check_schema`` (the launcher) also checks an existing sqlite
+    file with ``PRAGMA quick_check`` on a read-only connection, so a corrupt file is refused
+    untouched; False skips that and Optuna's schema version check (~0.1 s), for the workers of a
+    launcher that checked. Every failure is a one-line ``StorageError`` (see ``storage_error``).
     """
     if heartbeat_interval < 1 or grace_period <= heartbeat_interval:
         raise ConfigError("heartbeat interval must be >= 1 s and the grace period longer than the interval")
     path = sqlite_path(url)
     if path is not None:
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
+        if not create and not path.exists():
             raise StorageError(f"no study storage at {path}; drop --resume to create it, or check --storage")
-        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": lock_timeout()}}
     elif url.startswith("postgresql"):
         # pool_pre_ping: a pooled connection dropped by a server restart is replaced, not reused.
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     else:
         engine_kwargs = {}
+    with storage_errors(url):
+        if path is not None and check_schema and path.exists():
+            _check_sqlite(path)
+        create_tables = create
+        if path is not None and create:
+            if not path.exists():
+                _create_sqlite(path)
+            # Never create tables in place in a file someone else made: they may be creating them.
+            create_tables = not _has_tables(path, wait=2.0)
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                with warnings.catch_warnings():  # heartbeat is "experimental" since 2.9; the project relies on it
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                        heartbeat_stale_trial_callback=on_stale_trial(on_stale),
+                        skip_table_creation=not create_tables,
+                        skip_compatibility_check=not check_schema,
+                    )
+            except (ImportError, ValueError, RuntimeError) as e:  # no driver, a bad URL, a newer schema
+                raise StorageError(f"cannot use study storage {mask_url(url)}: {_first_line(e)}") from None
+            except Exception as e:
+                if not (create and attempt < CREATE_ATTEMPTS and _creation_race(e)):
+                    raise
+                time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _check_sqlite(path: Path) -> None:
+    """Refuse a file that is not a healthy sqlite database, reading it only."""
+    if path.stat().st_size == 0:
+        return  # an empty file is an empty database: sqlite (and Optuna) start it afresh
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout())
     try:
-        with warnings.catch_warnings():  # heartbeat is "experimental" since 2.9; the project relies on it
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=on_stale_trial(on_stale),
-                skip_table_creation=not create,
-                skip_compatibility_check=not check_schema,
-            )
-    except (ImportError, ValueError, RuntimeError) as e:
-        raise StorageError(f"cannot use study storage {mask_url(url)}: {_first_line(e)}") from None
+        verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+    finally:
+        conn.close()
+    if verdict != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict}")
+
+
+def _has_tables(path: Path, wait: float = 0.0) -> bool:
+    """Whether the sqlite file holds Optuna's tables, waiting up to ``wait`` s for a creator to finish."""
+    end = time.monotonic() + wait
+    while True:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout())
+        try:
+            found = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'version_info'").fetchone()[0]
+        finally:
+            conn.close()
+        if found or time.monotonic() >= end or path.stat().st_size == 0:
+            return bool(found)
+        time.sleep(0.1)
+
+
+def _create_sqlite(path: Path) -> None:
+    """Build the tables of a new sqlite file beside ``path``, then link the whole file into place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"{path.parent}: cannot create the study folder ({e.strerror}); check --storage") from None
+    new = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        RDBStorage(f"sqlite:///{new}").engine.dispose()  # tables and Optuna's version row
+        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
+            os.link(new, path)
+    finally:
+        with contextlib.suppress(OSError):
+            new.unlink()
+
+
+def _creation_race(e: BaseException) -> bool:
+    text = " ".join(str(x) for x in (e, e.__cause__) if x is not None)
+    return any(s in text for s in ("already exists", "duplicate key", "UNIQUE constraint failed"))
+
+
+# What the database libraries say -> (the cause in a person's words, what to do). {where}: the
+# file's folder (sqlite) or the URL; {timeout}: the lock timeout.
+CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("database or disk is full", "no space left"), "the disk is full", "free space in {where}, then rerun"),
+    (
+        ("readonly database", "read-only file system"),
+        "it is read-only",
+        "make {where} writable, or pass --storage with a writable place",
+    ),
+    (
+        ("file is not a database", "malformed", "not a database"),
+        "the file is corrupt and was left as it is",
+        "restore it from a backup, or move it away to start a new study",
+    ),
+    (
+        ("database is locked",),
+        "another process holds its lock for over {timeout:g} s",
+        "stop that process (a sweep, optuna-dashboard, sqlite3) or raise PIPELINE_LOCK_TIMEOUT",
+    ),
+    (("no such table",), "it holds no Optuna tables", "drop --resume to create a study, or check --storage"),
+    (("unable to open database file",), "it cannot be opened", "check that {where} exists and is writable"),
+    (("disk i/o error",), "a write failed (a full disk?)", "free space in {where} or check the disk, then rerun"),
+    (
+        ("could not connect", "connection refused", "server closed the connection", "timeout expired"),
+        "the database server is unreachable",
+        "start it, or check the host and port in --storage",
+    ),
+    (("could not translate host name",), "the host is unknown", "check the host in --storage"),
+    (("password authentication failed",), "the login was refused", "set PGPASSWORD or a ~/.pgpass entry"),
+    (("does not exist",), "the database does not exist", "create it (createdb) or check --storage"),
+)
+
+
+def storage_error(url: str, e: BaseException) -> StorageError:
+    """The one-line error for a failure of storage ``url``: the file (or URL), the cause, what to do."""
+    path = sqlite_path(url)
+    where = str(path.parent) if path is not None else mask_url(url)
+    detail = _first_line(e.__cause__ if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ else e)
+    lowered = detail.lower()
+    for needles, cause, advice in CAUSES:
+        if any(n in lowered for n in needles):
+            fill = {"where": where, "timeout": lock_timeout()}
+            cause, advice = cause.format(**fill), advice.format(**fill)
+            return StorageError(f"study storage {path or where}: {cause} ({detail}); {advice}")
+    return StorageError(f"study storage {path or where}: {detail}; check --storage (or tune.storage)")
+
+
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT)  # OS errors that are the disk's
+
+
+@contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn a failure of storage ``url`` (Optuna, SQLAlchemy, sqlite3, a full disk) into ``storage_error``.
+
+    A ``PipelineError`` passes through as it is (the MLflow store's own failures are already one
+    line naming that store).
+    """
+    try:
+        yield
+    except PipelineError:
+        raise
+    except (optuna.exceptions.StorageInternalError, sqlite3.Error) as e:
+        raise storage_error(url, e) from None
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        raise storage_error(url, e) from None
     except Exception as e:  # sqlalchemy's OperationalError and friends: unreachable, locked, corrupt
-        if type(e).__module__.startswith(("sqlalchemy", "psycopg2", "sqlite3")):
-            raise StorageError(f"cannot open study storage {mask_url(url)}: {_first_line(e)}") from None
+        if type(e).__module__.startswith(("sqlalchemy", "psycopg2")):
+            raise storage_error(url, e) from None
         raise
 
 
 def _first_line(e: BaseException) -> str:
     text = str(getattr(e, "orig", None) or e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-class ClaimLock:
-    """A lock that every worker of a study holds while it checks the trial cap and creates a trial.
-
-    Counting the trials and asking for a new one must be one step across all workers, or two
-    workers that both see one free slot both take it and the study overshoots its cap. sqlite
-    (one machine) uses ``flock`` on a file beside the database; PostgreSQL (many machines) uses
-    an advisory lock on its own connection. Both are released by the OS or the server when a
-    worker dies, so a killed worker never blocks the others. Other backends get a thread lock.
-    """
-
-    def __init__(self, url: str, study_name: str) -> None:
-        self._held = False
-        self._fd: int | None = None
-        self._conn: Any = None
-        self._engine: Any = None
-        self._thread_lock = threading.Lock()
-        path = sqlite_path(url)
-        if path is not None:
-            self._fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        elif url.startswith("postgresql"):
-            import sqlalchemy
-
-            self._key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
-            self._engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-            self._text = sqlalchemy.text
-
-    def acquire(self) -> None:
-        if self._held:
-            return
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        elif self._engine is not None:
-            if self._conn is None:
-                self._conn = self._engine.connect()
-            self._conn.execute(self._text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
-            self._conn.commit()
-        else:
-            self._thread_lock.acquire()
-        self._held = True
-
-    def release(self) -> None:
-        """Release if held; safe to call twice (the objective releases early, the loop again)."""
-        if not self._held:
-            return
-        self._held = False
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        elif self._engine is not None:
-            self._conn.execute(self._text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-            self._conn.commit()
-        else:
-            self._thread_lock.release()
-
-    def close(self) -> None:
-        self.release()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._engine is not None:
-            self._engine.dispose()

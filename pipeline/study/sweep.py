@@ -3,13 +3,20 @@
 The same engine as the ``tune`` stage. Several workers on one machine: ``--workers N``. More
 machines: start a sweep once, then ``pipeline sweep --resume --workers N --storage <postgres URL>``
 on each other machine (see docs/sweeps.md). ``--n-trials`` is the study's total cap. This module
-is the command-line edge: it prints the study line, one line per trial and the best trial.
+is the command-line edge: it prints the study line, one line per trial, what became of tracking,
+why the sweep stopped and the best trial.
+
+Stopped by a signal, the sweep cleans up the same way for Ctrl-C and SIGTERM (trials marked FAIL,
+their runs and the parent run KILLED) and exits 130 for Ctrl-C, 143 for SIGTERM. A signal that
+arrives while the sweep closes its parent run waits until the run is closed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import sys
 import time
 from typing import Any
 
@@ -17,9 +24,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import load_params
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.study import launch
 from pipeline.study.config import PRUNERS, TUNE_OVERRIDES, SweepConfig, SweepState, config_from_params
+from pipeline.study.signals import DeferredInterrupt, Terminated, exit_code, sigterm_as_interrupt
 from pipeline.study.storage import mask_url
 
 # How the one line that starts a new study names what changed.
@@ -77,14 +85,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def sweep(cfg: SweepConfig, *, resume: bool | None) -> optuna.Study:
-    """Open, run and finish a sweep, printing a line per trial; shared with the tune stage."""
+    """Open, run and finish a sweep, printing a line per trial; shared with the tune stage.
+
+    SIGTERM exits 143 (``SystemExit``) after the same cleanup as Ctrl-C, which propagates as
+    KeyboardInterrupt (the command line exits 130).
+    """
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our trial lines replace Optuna's (and Ctrl-C tracebacks)
+    try:
+        with sigterm_as_interrupt():
+            return _sweep(cfg, resume)
+    except Terminated:
+        print("terminated (SIGTERM): trials and runs were marked; resume with --resume", file=sys.stderr)
+        raise SystemExit(exit_code(Terminated())) from None
+
+
+def _sweep(cfg: SweepConfig, resume: bool | None) -> optuna.Study:
     study, state = launch.open_sweep(cfg, resume=resume)
     if state.previous is not None:
         print(f"{why_new(state)}: starting study '{state.study_name}'", flush=True)
     done = state.counted_at_start
     if state.complete:
-        print(f"study '{state.study_name}' is complete: {done}/{cfg.n_trials} trials; nothing to run", flush=True)
+        if state.stop_cause:
+            print(f"study '{state.study_name}' stopped at its {state.stop_cause}; nothing to run", flush=True)
+        else:
+            print(f"study '{state.study_name}' is complete: {done}/{cfg.n_trials} trials; nothing to run", flush=True)
         print_best(study)
         return study
     print(
@@ -92,17 +116,42 @@ def sweep(cfg: SweepConfig, *, resume: bool | None) -> optuna.Study:
         f"{cfg.n_workers} worker(s), pruner {cfg.tune.pruner}",
         flush=True,
     )
+    watch_tracking(cfg)
     try:
         codes = launch.run_sweep(cfg, state, [TrialPrinter(cfg, state)])
     except KeyboardInterrupt:  # fail what was cut short, close the parent run as KILLED
-        launch.finish(study, cfg, state, status="KILLED")
+        _finish(study, cfg, state, "KILLED")
         raise
-    launch.finish(study, cfg, state)
+    except PipelineError:  # close the parent run as FAILED if the storage still lets us, then the one line
+        with contextlib.suppress(PipelineError):
+            _finish(study, cfg, state, "FAILED")
+        raise
+    _finish(study, cfg, state, "FINISHED")
     for i, code in enumerate(codes):
         if code < 0:
             print(f"worker {i} was killed by signal {-code}; the heartbeat failed its trial for a retry")
+    cause = study.user_attrs.get("stop_cause")
+    if cause:
+        print(f"stopped: {cause}")
     print_best(study)
     return study
+
+
+def _finish(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str) -> None:
+    """``launch.finish``, with Ctrl-C and SIGTERM held until the parent run is closed (then raised)."""
+    with DeferredInterrupt() as held:
+        for line in launch.finish(study, cfg, state, status):
+            print(line, flush=True)
+    held.check()
+
+
+def watch_tracking(cfg: SweepConfig, prefix: str = "") -> None:
+    """Print a line when the tracking server goes away or comes back (tracking on only)."""
+    if not cfg.tracking:
+        return
+    from pipeline import tracking
+
+    tracking.OUTBOX.notify = lambda line: print(f"{prefix}{line}", flush=True)
 
 
 def why_new(state: SweepState) -> str:
@@ -148,7 +197,15 @@ def progress_line(study: optuna.Study, trial: FrozenTrial, cfg: SweepConfig, sta
     elif counted >= cfg.n_trials:
         eta = "done"
     head = f"[{counted}/{cfg.n_trials}] trial {trial.number} {trial.state.name} {result}"
-    return f"{head} | {shown} | {elapsed:.1f}s | ETA {eta}"
+    return f"{head} | {shown} | {elapsed:.1f}s | ETA {eta}{tracking_note()}"
+
+
+def tracking_note() -> str:
+    """`` | tracking unreachable: 2 run(s) waiting`` while the server is away; empty otherwise."""
+    tracking = sys.modules.get("pipeline.tracking")  # only when tracking is on (imported by the trial runs)
+    if tracking is None or not tracking.OUTBOX.unreachable:
+        return ""
+    return f" | tracking unreachable: {len(tracking.OUTBOX.pending)} run(s) waiting"
 
 
 def _short(value: Any) -> str:

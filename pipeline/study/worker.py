@@ -5,37 +5,67 @@ start one more trial only while the study is under its cap. COMPLETE and PRUNED 
 diverged trial is PRUNED); FAIL trials do not: a trial lost with its worker is retried with the
 same parameters (and the same random stream), an interrupted one is replaced.
 
+With ``tune.stop_at_noise_floor`` set, each worker also checks the noise-floor rule before it
+claims a trial (``noise_floor``), and the first to see it hold records it as the study's
+``stop_cause``. A storage failure ends the worker with a one-line ``StorageError`` (exit 4).
+
 The launcher (``pipeline sweep`` / ``pipeline tune`` with several workers) starts the processes
-after it opened the study; ``main`` is a command-line edge, so it prints one line per trial.
+after it opened the study, passing its pid: a worker whose launcher is gone (even SIGKILLed)
+stops at its next epoch like on SIGTERM, its trial marked and its run KILLED, and closes the
+launcher's parent run KILLED. ``main`` is a command-line edge, so it prints one line per trial.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
+import contextlib
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.console import quiet_third_party
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.study import identity
 from pipeline.study.config import PRUNERS, SweepConfig, SweepState, from_payload, make_sampler
 from pipeline.study.launch import COUNTED, TrialCallback, clean_up
+from pipeline.study.locks import ClaimLock
+from pipeline.study.noise_floor import noise_floor_stop
 from pipeline.study.objective import Objective, TrialData
-from pipeline.study.storage import ClaimLock, open_storage
+from pipeline.study.signals import DeferredInterrupt, die_with_parent, exit_code, sigterm_as_interrupt
+from pipeline.study.storage import open_storage, storage_errors
 
 
 def run_worker(
-    cfg: SweepConfig, state: SweepState, worker_index: int = 0, callbacks: Sequence[TrialCallback] = ()
+    cfg: SweepConfig,
+    state: SweepState,
+    worker_index: int = 0,
+    callbacks: Sequence[TrialCallback] = (),
+    parent: int | None = None,
 ) -> int:
-    """Run trials until the study reaches its cap or the deadline passes; return how many ran here."""
+    """Run trials until the study reaches its cap, its noise floor or the deadline; return how many ran here.
+
+    ``parent``: the launcher's pid, for a worker process (it stops once the launcher is gone).
+    """
+    with storage_errors(cfg.storage), _quiet_storage_threads():
+        try:
+            return _run_worker(cfg, state, worker_index, callbacks, parent)
+        finally:
+            if state.parent_run_id is not None:  # runs that waited for a tracking server: now or never
+                from pipeline import tracking
+
+                with contextlib.suppress(PipelineError):  # what is lost is counted, and said by the command
+                    tracking.flush_outbox()
+
+
+def _run_worker(
+    cfg: SweepConfig, state: SweepState, worker_index: int, callbacks: Sequence[TrialCallback], parent: int | None
+) -> int:
     params = cfg.params
     data = TrialData.read(cfg.root)
     on_stale = _mark_orphans if state.parent_run_id is not None else None
@@ -61,7 +91,8 @@ def run_worker(
         )
     study.sampler = make_sampler(params, worker_index, len(study.get_trials(deepcopy=False)))
     lock = ClaimLock(cfg.storage, state.study_name)
-    interrupt = DeferredInterrupt()
+    interrupt = DeferredInterrupt(parent)
+    rule, n_dev = params.tune.stop_at_noise_floor, len(data.y_dev)
 
     def trial_started() -> None:
         lock.release()  # the trial exists and counts as RUNNING: other workers may claim now
@@ -87,7 +118,10 @@ def run_worker(
                 lock.acquire()
                 try:
                     clean_up(study, cfg, mlflow=False)  # the heartbeat callback ends orphaned runs
-                    states = Counter(t.state for t in study.get_trials(deepcopy=False))
+                    trials = study.get_trials(deepcopy=False)
+                    if rule is not None and _at_noise_floor(study, trials, n_dev, rule.patience, rule.factor):
+                        break
+                    states = Counter(t.state for t in trials)
                     if sum(states[s] for s in (*COUNTED, TrialState.RUNNING)) < cfg.n_trials:
                         ran += 1
                         _run_one(study, objective, all_callbacks)  # releases the lock once its trial exists
@@ -98,9 +132,32 @@ def run_worker(
                     break
                 # Full, but others are still running: one may die and need its trial retried here.
                 time.sleep(poll)
+        except KeyboardInterrupt:
+            if interrupt.parent_gone and state.parent_run_id is not None:
+                _close_orphaned_parent(study, state.parent_run_id)
+            raise
         finally:
             lock.close()
     return ran
+
+
+def _at_noise_floor(study: optuna.Study, trials: list[FrozenTrial], n_dev: int, patience: int, factor: float) -> bool:
+    """The noise-floor rule holds: record it as the study's stop cause (once) and say so."""
+    cause = noise_floor_stop(trials, n_dev, patience, factor)
+    if cause is None:
+        return False
+    if study.user_attrs.get("stop_cause") != cause:
+        study.set_user_attr("stop_cause", cause)
+    return True
+
+
+def _close_orphaned_parent(study: optuna.Study, parent_run_id: str) -> None:
+    """The launcher is gone: end its parent run KILLED (the first of its workers to get here does)."""
+    from pipeline import tracking
+
+    with contextlib.suppress(PipelineError):  # best effort: the next sweep closes it otherwise
+        if tracking.run_status(parent_run_id) == "RUNNING":
+            tracking.finish_study_run(parent_run_id, study, "KILLED", tags={"sweep.stop_cause": "launcher gone"})
 
 
 def _run_one(study: optuna.Study, objective: Objective, callbacks: list[TrialCallback]) -> None:
@@ -113,40 +170,6 @@ def _run_one(study: optuna.Study, objective: Objective, callbacks: list[TrialCal
             raise
 
 
-class DeferredInterrupt:
-    """Ctrl-C and SIGTERM as a flag that the worker turns into KeyboardInterrupt at safe points.
-
-    A KeyboardInterrupt raised in the middle of a storage write leaves that connection's
-    transaction open: on sqlite the heartbeat thread then waits for the lock while the main
-    thread waits for the heartbeat thread. So the first signal only sets the flag, checked
-    before each trial and each epoch; a second one interrupts at once.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-
 def _mark_orphans(study: optuna.Study, trial: FrozenTrial) -> None:
     from pipeline import tracking
 
@@ -154,24 +177,54 @@ def _mark_orphans(study: optuna.Study, trial: FrozenTrial) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.study.sweep import TrialPrinter  # the terminal line lives at the command-line edge
+    from pipeline.study.sweep import TrialPrinter, watch_tracking  # the terminal lines live at the command-line edge
 
     parser = argparse.ArgumentParser(prog="pipeline.study.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=int, default=0, help="worker number (seeds its own sampler stream)")
+    parser.add_argument("--parent", type=int, help="the launcher's pid: stop once it is gone")
     parser.add_argument("payload", help="the sweep's configuration and state as JSON, written by the launcher")
     args = parser.parse_args(argv)
-    # SIGTERM (a scheduler's stop) ends the running trial like Ctrl-C: marked, run KILLED.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if args.parent is not None:
+        die_with_parent(args.parent)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our trial lines replace Optuna's (and Ctrl-C tracebacks)
+    prefix = f"w{args.index} "
     try:
-        cfg, state = from_payload(args.payload)
-        run_worker(cfg, state, args.index, [TrialPrinter(cfg, state, f"w{args.index} ")])
-    except KeyboardInterrupt:
-        return 130
+        # SIGTERM (a scheduler's stop, the launcher's death) ends the running trial like Ctrl-C.
+        with quiet_third_party(verbose=False), sigterm_as_interrupt():
+            cfg, state = from_payload(args.payload)
+            watch_tracking(cfg, prefix)
+            run_worker(cfg, state, args.index, [TrialPrinter(cfg, state, prefix)], parent=args.parent)
+    except KeyboardInterrupt as e:
+        return exit_code(e)
     except PipelineError as e:
-        print(f"error: worker {args.index}: {e}", file=sys.stderr)
+        print(f"error: worker {args.index}: {e}", file=sys.stderr, flush=True)
         return e.exit_code
     return 0
+
+
+@contextlib.contextmanager
+def _quiet_storage_threads() -> Iterator[None]:
+    """Keep a storage failure in Optuna's heartbeat thread from printing a traceback.
+
+    The heartbeat thread writes to the same storage as the trial: when the disk is full or the
+    server gone, it dies with the error the trial is about to raise as one line. Other threads'
+    errors print as before.
+    """
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        kind = args.exc_type
+        storage = issubclass(kind, optuna.exceptions.StorageInternalError | OSError) or kind.__module__.startswith(
+            ("sqlalchemy", "psycopg2", "sqlite3")
+        )
+        if not storage:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ The only package that imports mlflow; a leaf that the study and the stages call.
 - ``study_run``: the sweep's parent run (``prepare_study_run``, ``finish_study_run``,
   ``close_dead_parent_runs``).
 - ``trial_run``: a trial's child run (``TrialRun``) and runs whose worker died (``mark_orphans``).
+- ``outbox``: trial runs held in memory while the tracking server is away (``OUTBOX``, ``flush_outbox``).
 - ``curves`` and ``inputs``: what a run logs per epoch, and the data it read as MLflow datasets.
 - ``runs``: existing runs (``log_to_run``, ``tag_runs``, ``parent_run_of``, ``run_status``).
 - ``model``: the final model, logged pickle-free and registered (``log_final_model``), served by
@@ -19,14 +20,24 @@ import os
 # before mlflow is first imported: every submodule import runs this file first.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# MLflow's own HTTP defaults (7 retries, backoff factor 2, 120 s timeout) let one call to a dead
+# tracking server take about 4 minutes. Ours: 2 retries after 0 and about 2 s, each attempt at
+# most 10 s, so a refused connection fails in about 3 s. A value the user set is kept (a slow
+# link uploading big models may want a longer timeout). Inherited by the sweep's workers.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.5")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
 import mlflow  # re-exported: tests and benchmarks reach MLflow's own API through this package
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking.curves import HEALTH_FIELDS
 from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash
 from pipeline.tracking.model import INFERENCE_CODE, Registered, log_final_model
+from pipeline.tracking.outbox import OUTBOX, flush_outbox
 from pipeline.tracking.runs import log_to_run, parent_run_of, run_status, tag_runs
-from pipeline.tracking.store import STATUSES, git_commit, tracking_uri
+from pipeline.tracking.store import STATUSES, TrackingUnreachable, git_commit, store_name, tracking_uri
 from pipeline.tracking.study_run import (
     StudySummary,
     close_dead_parent_runs,
@@ -41,15 +52,18 @@ __all__ = [
     "FAIL_CAUSE_TAG",
     "HEALTH_FIELDS",
     "INFERENCE_CODE",
+    "OUTBOX",
     "STATUSES",
     "Datasets",
     "MlflowClient",
     "Registered",
     "StudySummary",
+    "TrackingUnreachable",
     "TrialRun",
     "close_dead_parent_runs",
     "data_hash",
     "finish_study_run",
+    "flush_outbox",
     "git_commit",
     "log_final_model",
     "log_to_run",
@@ -58,6 +72,7 @@ __all__ = [
     "parent_run_of",
     "prepare_study_run",
     "run_status",
+    "store_name",
     "summarize",
     "tag_runs",
     "tracking_uri",

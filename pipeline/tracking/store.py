@@ -8,13 +8,21 @@ experiment's temporary copy is deleted after the experiment.
 
 Everything goes through ``MlflowClient`` with explicit run ids rather than the fluent active-run
 stack, so worker processes and threads can attach child runs to a parent they did not start.
+
+A store that fails is a one-line ``StorageError`` naming the store, the cause and what to do
+(``store_errors``); a tracking server that cannot be reached is ``TrackingUnreachable``, a
+subclass, which a sweep survives (``outbox``). HTTP calls are bounded by the package's defaults
+for MLflow's retry variables (``pipeline.tracking.HTTP_DEFAULTS``): a dead server costs about
+3 s a call, not MLflow's 4 minutes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +30,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow.entities import Run
@@ -37,6 +46,15 @@ STATUSES = ("FINISHED", "KILLED", "FAILED")  # how a run may end
 # What a store that cannot be used raises; creating one may also raise OSError (a folder that is
 # not writable) or ImportError (no driver for the URI).
 STORE_ERRORS: tuple[type[BaseException], ...] = (MlflowException, SQLAlchemyError)
+PROBE_SECONDS = 5.0  # a tracking server that does not accept a connection this fast is unreachable
+
+# MLflow logs a store's SQL error with its traceback before raising it; the raised error becomes
+# our one line, so the logged copy is noise.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+class TrackingUnreachable(StorageError):
+    """The tracking server does not answer (refused, timed out, or 5xx after the bounded retries)."""
 
 
 def tracking_uri() -> str:
@@ -69,13 +87,83 @@ def client() -> MlflowClient:
     return MlflowClient(uri)
 
 
+def unreachable(e: BaseException) -> bool:
+    """True for an HTTP call that got no answer: MLflow's wrapper of a requests failure after its retries."""
+    if isinstance(e, MlflowException):
+        return e.message.startswith("API request to") and " failed with " in e.message
+    return type(e).__module__.startswith(("requests", "urllib3")) or isinstance(e, ConnectionError | TimeoutError)
+
+
+def store_name(uri: str) -> str:
+    """The store in messages: a sqlite file's path, or the URI without its password."""
+    if uri.startswith("sqlite:///"):
+        return uri.removeprefix("sqlite:///")
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", uri)
+
+
+# What a store's library says -> (the cause in a person's words, what to do).
+CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("database or disk is full", "no space left"), "the disk is full", "free space on its disk and rerun"),
+    (
+        ("readonly database", "read-only file system"),
+        "it is read-only",
+        "make its folder writable, or point MLFLOW_TRACKING_URI elsewhere",
+    ),
+    (("file is not a database", "malformed"), "the file is corrupt", "restore it from a backup, or move it away"),
+    (("database is locked",), "another process holds its lock", "stop that process (e.g. mlflow ui), then rerun"),
+)
+
+
+def describe(e: BaseException) -> tuple[str, str]:
+    """(cause, what to do) for a failure of the tracking store."""
+    if unreachable(e):
+        return "the tracking server is unreachable", "start it, check MLFLOW_TRACKING_URI, or run with --no-tracking"
+    text = f"{_message(e)} {e.__cause__ or ''}".lower()
+    for needles, cause, advice in CAUSES:
+        if any(n in text for n in needles):
+            return cause, advice
+    return "it cannot be used", "check MLFLOW_TRACKING_URI"
+
+
+def store_error(e: BaseException) -> StorageError:
+    """The one-line error of a tracking store failure: the store, the cause, what to do."""
+    cause, advice = describe(e)
+    kind = TrackingUnreachable if unreachable(e) else StorageError
+    return kind(f"MLflow store {store_name(tracking_uri())}: {cause} ({_short(reason(e))}); {advice}")
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @contextmanager
 def store_errors(*also: type[BaseException]) -> Iterator[None]:
     """Turn a store failure (plus the ``also`` types) into a one-line StorageError naming the store."""
     try:
         yield
-    except (*STORE_ERRORS, *also) as e:
-        raise StorageError(f"MLflow store {tracking_uri()}: {reason(e)}; check MLFLOW_TRACKING_URI") from None
+    except StorageError:
+        raise
+    except (*STORE_ERRORS, ImportError, *also) as e:  # ImportError: no driver for the store's URI
+        raise store_error(e) from None
+    except Exception as e:
+        if not unreachable(e):
+            raise
+        raise store_error(e) from None
+
+
+def check_server(uri: str) -> None:
+    """For an HTTP tracking URI: refuse within ``PROBE_SECONDS`` a server that does not accept a connection."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "localhost", port), timeout=PROBE_SECONDS).close()
+    except OSError as e:
+        raise TrackingUnreachable(
+            f"MLflow store {store_name(uri)}: the tracking server is unreachable ({e.strerror or e}); "
+            "start it, check MLFLOW_TRACKING_URI, or run with --no-tracking"
+        ) from None
 
 
 def is_missing(e: MlflowException) -> bool:
@@ -104,10 +192,15 @@ def text(value: Any) -> str:
     return out[:MAX_VALUE_CHARS]
 
 
+def _message(e: BaseException) -> str:
+    return (e.message if isinstance(e, MlflowException) else str(e)).strip()
+
+
 def reason(e: BaseException) -> str:
-    """The first line of an error, for a one-line message."""
-    message = (e.message if isinstance(e, MlflowException) else str(e)).strip()
-    return message.splitlines()[0] if message else type(e).__name__
+    """The telling line of an error, for a one-line message: the database driver's, else the first."""
+    lines = _message(e).splitlines()
+    driver = [line for line in lines if re.match(r"\((sqlite3|psycopg2|pymysql)\.\w+\)", line)]
+    return (driver or lines or [type(e).__name__])[0].strip()
 
 
 def now_ms() -> int:

@@ -16,6 +16,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.tracking.store import (
+    check_server,
     check_status,
     client,
     commit_tags,
@@ -24,6 +25,7 @@ from pipeline.tracking.store import (
     running_runs,
     store_errors,
     text,
+    tracking_uri,
 )
 
 SWEEP_PREFIX = "sweep-"  # the parent run's name is sweep-<study>
@@ -77,6 +79,7 @@ def prepare_study_run(study_name: str, experiment: str | None = None, tags: Mapp
     Call once in the launcher before workers start: creating a fresh sqlite store runs migrations,
     which race when several processes do it at once.
     """
+    check_server(tracking_uri())  # a dead server: exit 4 in seconds, before anything is created
     with store_errors(OSError, ImportError):
         mlflow_client = client()
         exp_id = experiment_id(mlflow_client, experiment or study_name)
@@ -85,13 +88,33 @@ def prepare_study_run(study_name: str, experiment: str | None = None, tags: Mapp
     return run.info.run_id
 
 
-def finish_study_run(parent_run_id: str, study: StudySummary | optuna.Study, status: str = "FINISHED") -> None:
+def finish_study_run(
+    parent_run_id: str,
+    study: StudySummary | optuna.Study,
+    status: str = "FINISHED",
+    *,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> None:
     """Log the study's outcome so far to its parent run (best params and value, importances) and end it.
 
     ``study`` is a ``StudySummary``, or an Optuna study to ``summarize``. The run ends with
-    ``status``: FINISHED, or KILLED for a sweep cut short by Ctrl-C.
+    ``status``: FINISHED, KILLED for a sweep cut short by Ctrl-C or SIGTERM, FAILED for one that
+    failed. ``metrics`` and ``tags`` are the caller's own (the sweep's effort, its stop cause).
+    A store failure is a ``StorageError``; an unreachable server ``TrackingUnreachable``.
     """
     check_status(status)
+    with store_errors():
+        _finish(parent_run_id, study, status, metrics or {}, tags or {})
+
+
+def _finish(
+    parent_run_id: str,
+    study: StudySummary | optuna.Study,
+    status: str,
+    extra_metrics: Mapping[str, float],
+    extra_tags: Mapping[str, Any],
+) -> None:
     summary = study if isinstance(study, StudySummary) else summarize(study)
     metrics: dict[str, float] = {f"n_trials_{state}": n for state, n in summary.trial_counts.items()}
     metrics["n_trials"] = sum(summary.trial_counts.values())
@@ -108,6 +131,8 @@ def finish_study_run(parent_run_id: str, study: StudySummary | optuna.Study, sta
     metrics |= {f"importance_{k}": v for k, v in summary.importances.items()}
     if not summary.importances:
         tags["importance.none"] = "too few completed trials to rank parameters"
+    metrics |= dict(extra_metrics)
+    tags |= {k: text(v) for k, v in extra_tags.items()}
     ts = now_ms()
     mlflow_client = client()
     # One log_batch: MlflowClient.log_batch splits what exceeds the store's per-call limits itself.

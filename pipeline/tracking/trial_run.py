@@ -1,4 +1,9 @@
-"""A trial's child run (``TrialRun``), and the recovery of runs whose worker died (``mark_orphans``)."""
+"""A trial's child run (``TrialRun``), and the recovery of runs whose worker died (``mark_orphans``).
+
+Neither stops a sweep when the tracking server goes away: a ``TrialRun`` that gets no answer
+waits in ``outbox.OUTBOX`` and trains on; ``mark_orphans`` skips its pass (the next one, or the
+next sweep, ends those runs). Any other store failure is a one-line ``StorageError``.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.errors import StorageError
 from pipeline.tracking.curves import Curves
 from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs
+from pipeline.tracking.outbox import OUTBOX, PendingRun
 from pipeline.tracking.store import (
     check_status,
     client,
@@ -23,7 +30,9 @@ from pipeline.tracking.store import (
     experiment_of,
     now_ms,
     running_runs,
+    store_errors,
     text,
+    unreachable,
 )
 
 FAIL_CAUSE_TAG = "optuna.fail_cause"
@@ -45,6 +54,9 @@ class TrialRun:
     in one call. A flush is one ``MlflowClient.log_batch`` call however many points it holds:
     MLflow splits it into the store's per-call limits (1000 metrics, 100 params and tags) itself
     (``TrackingServiceClient.log_batch`` in mlflow 3.17.2 chunks with ``chunk_list``).
+
+    ``run_id`` is None while the run waits in the outbox for a server that went away before it
+    was created: it gets one when the outbox writes it.
     """
 
     def __init__(
@@ -65,8 +77,9 @@ class TrialRun:
         self._pending_epochs, self._last_flush, self._last_epoch = 0, time.monotonic(), 0
         self._train_seconds = 0.0
         self.ended = False
+        self.run_id: str | None = None
+        self._pending: PendingRun | None = None  # set while this run waits for the server
         inputs = dataset_inputs(datasets or {})  # checks the digests before a run exists
-        experiment_id = experiment_of(self._client, parent_run_id)
         all_tags = {
             MLFLOW_PARENT_RUN_ID: parent_run_id,
             "optuna.study": study_name,
@@ -76,13 +89,26 @@ class TrialRun:
         if datasets:
             all_tags[DATA_HASH_TAG] = data_hash(datasets)
         all_tags |= {k: text(v) for k, v in (tags or {}).items()}
-        run = self._client.create_run(experiment_id, run_name=f"trial-{trial_number}", tags=all_tags)
-        self.run_id: str = run.info.run_id
-        if inputs:
-            self._client.log_inputs(self.run_id, datasets=inputs)
         # Sent with the first flush: one sqlite write less per trial (mark_orphans writes them for
         # a run whose worker died first).
         self._params = [Param(k, text(v)) for k, v in params.items()]
+        name = f"trial-{trial_number}"
+        with store_errors():
+            if OUTBOX.due():
+                try:
+                    OUTBOX.drain(self._client)  # the runs that waited go first, in order
+                    if not OUTBOX.unreachable:
+                        experiment_id = experiment_of(self._client, parent_run_id)
+                        self.run_id = self._client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+                        if inputs:
+                            self._client.log_inputs(self.run_id, datasets=inputs)
+                        return
+                except Exception as e:
+                    if not unreachable(e):
+                        raise
+                    OUTBOX.went_down(e)
+        # The server is away: this run (or what it has not written yet) waits, whole, for it.
+        self._pending = OUTBOX.hold(PendingRun(parent_run_id, name, all_tags, now_ms(), self.run_id, inputs=inputs))
 
     def __enter__(self) -> TrialRun:
         return self
@@ -98,7 +124,7 @@ class TrialRun:
         killed = isinstance(exc, KeyboardInterrupt | optuna.TrialPruned)
         # The exception in flight matters more than a store failure while recording it; a run left
         # RUNNING that way is ended by mark_orphans.
-        with contextlib.suppress(MlflowException, SQLAlchemyError):
+        with contextlib.suppress(MlflowException, SQLAlchemyError, StorageError):
             self.end("KILLED" if killed else "FAILED", tags={FAIL_CAUSE_TAG: f"{type(exc).__name__}: {exc}"})
 
     def on_epoch(self, log: Any) -> None:
@@ -120,9 +146,20 @@ class TrialRun:
         batch = self._curves.take() + extra
         params, self._params = self._params, []
         run_tags = [RunTag(k, text(v)) for k, v in (tags or {}).items()]
-        if batch or params or run_tags:
-            self._client.log_batch(self.run_id, metrics=batch, params=params, tags=run_tags)
         self._pending_epochs, self._last_flush = 0, time.monotonic()
+        if not (batch or params or run_tags):
+            return
+        if self._pending is None:
+            with store_errors():
+                try:
+                    self._client.log_batch(self.run_id, metrics=batch, params=params, tags=run_tags)
+                    return
+                except Exception as e:
+                    if not unreachable(e):
+                        raise
+                    OUTBOX.went_down(e)
+            self._pending = OUTBOX.hold(PendingRun("", "", {}, now_ms(), self.run_id))
+        OUTBOX.add(self._pending, batch, params, run_tags)
 
     def end(
         self,
@@ -140,7 +177,21 @@ class TrialRun:
         try:
             self.flush(metrics, tags)
         finally:
-            self._client.set_terminated(self.run_id, status)
+            if self._pending is not None:
+                self._pending.status, self._pending.end_time = status, now_ms()
+            else:
+                self._terminate(status)
+
+    def _terminate(self, status: str) -> None:
+        with store_errors():
+            try:
+                self._client.set_terminated(self.run_id, status)
+                return
+            except Exception as e:
+                if not unreachable(e):
+                    raise
+                OUTBOX.went_down(e)
+        self._pending = OUTBOX.hold(PendingRun("", "", {}, now_ms(), self.run_id, status=status, end_time=now_ms()))
 
 
 def mark_orphans(study: optuna.Study) -> int:
@@ -153,8 +204,22 @@ def mark_orphans(study: optuna.Study) -> int:
     ``mlflow_parent_run_id`` and ``mlflow_parent_run_ids``); without those, one lookup per trial.
 
     It takes the Optuna study itself, not plain values: it needs every finished trial's state,
-    params and user attributes, and the study's user attributes, which is the study.
+    params and user attributes, and the study's user attributes, which is the study. While the
+    tracking server is away it does nothing and returns 0.
     """
+    if not OUTBOX.due():
+        return 0
+    with store_errors():
+        try:
+            return _mark_orphans(study)
+        except Exception as e:
+            if not unreachable(e):
+                raise
+            OUTBOX.went_down(e)
+            return 0
+
+
+def _mark_orphans(study: optuna.Study) -> int:
     status_of = {
         optuna.trial.TrialState.FAIL: "FAILED",
         optuna.trial.TrialState.PRUNED: "KILLED",

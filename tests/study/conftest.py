@@ -10,6 +10,7 @@ database. Trials train on a small synthetic split so a sweep of several processe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,11 +23,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
 import pytest
 import yaml
+from optuna.trial import FrozenTrial, TrialState
 
 REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -162,6 +165,47 @@ def study_of(url: str, base: str = "digits-mlp") -> optuna.Study | None:
     return optuna.load_study(study_name=names[-1], storage=storage) if names else None
 
 
+# --- reading a sweep's study and runs -----------------------------------------------------------
+
+FAST_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "4")
+
+
+def read_study(url: str) -> optuna.Study | None:
+    """The sweep's study (tune.study_name plus its fingerprint), or None while the launcher creates it."""
+    return study_of(url)
+
+
+def running_trial(url: str, max_epochs: int = 20) -> FrozenTrial | None:
+    """A trial that has its MLflow run open and is early in training (not about to finish)."""
+    study = read_study(url)
+    if study is None:
+        return None
+    for t in study.get_trials(states=(TrialState.RUNNING,)):
+        if "mlflow_run_id" in t.user_attrs and len(t.intermediate_values) < max_epochs:
+            return t
+    return None
+
+
+def mlflow_client(ws: Workspace) -> Any:
+    from pipeline import tracking  # mlflow takes ~1.5 s to import: not while collecting the fast suite
+
+    return tracking.MlflowClient(ws.env["MLFLOW_TRACKING_URI"])
+
+
+def trial_runs(ws: Workspace, study: optuna.Study) -> dict[str, Any]:
+    client = mlflow_client(ws)
+    experiment = client.get_experiment_by_name(study.study_name)  # one experiment per study
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return {r.info.run_id: r for r in runs if r.info.run_name.startswith("trial-")}
+
+
+def storage_for(backend: str, ws: Workspace, request: pytest.FixtureRequest) -> tuple[str, list[str]]:
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_url")
+        return url, ["--storage", url]
+    return ws.default_storage, []  # the default: studies/optuna.db under PIPELINE_HOME
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
@@ -193,9 +237,8 @@ def pg_server() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_url(pg_server: str) -> str:
-    """A fresh, empty database on the session's cluster."""
+def new_pg_database(pg_server: str) -> str:
+    """A fresh, empty database on the cluster; returns its URL."""
     import psycopg2
 
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -207,6 +250,12 @@ def pg_url(pg_server: str) -> str:
     return f"{pg_server}/{name}"
 
 
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return new_pg_database(pg_server)
+
+
 def wait_for(predicate, timeout: float = 60, interval: float = 0.05):
     """Poll until predicate() returns something truthy; return it (fail the test on timeout)."""
     end = time.monotonic() + timeout
@@ -216,3 +265,102 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.05):
             return value
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout} s")
+
+
+# --- faults: small disks, read-only folders, process trees ---------------------------------------
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:  # CI runs as root; a skip would hide the test, so it fails instead
+        pytest.fail(f"{what} needs root (mount); run the suite as root, as CI does")
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str = "4m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``folder`` (created) while the block runs; unmounted after."""
+    _need_root("a small disk")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """``folder`` bind-mounted read-only onto itself while the block runs (root ignores chmod)."""
+    _need_root("a read-only folder")
+    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the disk under ``folder`` to the last byte; returns the filler file (delete it to free space)."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left to fail at close
+        for size in (1 << 16, 1 << 10, 1):  # big blocks, then what is left
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a launcher's workers)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie has exited: it is not training
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 over a copy of the migrated template store; stop() and start() again."""
+
+    def __init__(self, folder: Path, template: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, folder / "server.db")
+        self.folder, self.port = folder, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}", "--workers", "1"]
+        cmd += ["--artifacts-destination", str(self.folder / "artifacts")]
+        log = open(self.folder / "server.log", "ab")  # noqa: SIM115 -- kept open for the server's life
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+        wait_for(self._healthy, timeout, interval=0.2)
+
+    def _healthy(self) -> bool:
+        import urllib.request
+
+        if self.proc is not None and self.proc.poll() is not None:
+            pytest.fail(f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and its uvicorn workers, at once
+            self.proc.wait()
+        self.proc = None

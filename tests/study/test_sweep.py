@@ -6,57 +6,27 @@ import csv
 import json
 import os
 import signal
-from typing import Any
 
-import optuna
 import pytest
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from pipeline.config import load_params
 from pipeline.study.launch import COUNTED
 from pipeline.study.objective import TrialData, train_trial
 from pipeline.study.space import apply_params
-from tests.study.conftest import Workspace, study_of, wait_for, write_params, write_split
-
-FAST_HEARTBEAT = ("--heartbeat-interval", "1", "--grace-period", "4")
+from tests.study.conftest import (
+    FAST_HEARTBEAT,
+    mlflow_client,
+    read_study,
+    running_trial,
+    storage_for,
+    trial_runs,
+    wait_for,
+    write_params,
+    write_split,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mlflow_store")]
-
-
-def read_study(url: str) -> optuna.Study | None:
-    """The sweep's study (tune.study_name plus its fingerprint), or None while the launcher creates it."""
-    return study_of(url)
-
-
-def running_trial(url: str, max_epochs: int = 20) -> FrozenTrial | None:
-    """A trial that has its MLflow run open and is early in training (not about to finish)."""
-    study = read_study(url)
-    if study is None:
-        return None
-    for t in study.get_trials(states=(TrialState.RUNNING,)):
-        if "mlflow_run_id" in t.user_attrs and len(t.intermediate_values) < max_epochs:
-            return t
-    return None
-
-
-def mlflow_client(ws: Workspace) -> Any:
-    from pipeline import tracking  # mlflow takes ~1.5 s to import: not while collecting the fast suite
-
-    return tracking.MlflowClient(ws.env["MLFLOW_TRACKING_URI"])
-
-
-def trial_runs(ws: Workspace, study: optuna.Study) -> dict[str, Any]:
-    client = mlflow_client(ws)
-    experiment = client.get_experiment_by_name(study.study_name)  # one experiment per study
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    return {r.info.run_id: r for r in runs if r.info.run_name.startswith("trial-")}
-
-
-def storage_for(backend: str, ws: Workspace, request: pytest.FixtureRequest) -> tuple[str, list[str]]:
-    if backend == "postgres":
-        url = request.getfixturevalue("pg_url")
-        return url, ["--storage", url]
-    return ws.default_storage, []  # the default: studies/optuna.db under PIPELINE_HOME
 
 
 @pytest.mark.postgres
