@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     report = write_report(params)
     print(f"report: {report.summary['title']} -> {MARKDOWN}, {HTML}, {SUMMARY}")
+    print("report: browse the study's runs with `python -m pipeline ui`")
     if report.summary.get("next_command"):
         print(f"report: next step: {report.summary['next_command']}")
     if not args.no_tracking:

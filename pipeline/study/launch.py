@@ -43,6 +43,12 @@ TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 _live: dict[tuple[str, str], locks.LiveLock] = {}  # (storage, study) -> the lock this launcher holds shared
 
 
+INTERMEDIATE_VALUES = (
+    "dev_cost per epoch: the plain cross-entropy of the dev predictions (no L2 term), the quantity "
+    "the pruner compares (the fold mean with tune.cv_folds); the objective is dev_error"
+)
+
+
 def open_sweep(cfg: SweepConfig, *, resume: bool | None = None) -> tuple[optuna.Study, SweepState]:
     """Open (or create) the study of this fingerprint and, if a trial will run, its MLflow parent run.
 
@@ -119,6 +125,11 @@ def _open(
         new_attrs["gradient_check"] = {"fingerprint": fp.digest, "relative_difference": difference}
     if study is None:
         study = optuna.create_study(storage=storage, study_name=name, direction="minimize", load_if_exists=True)
+        with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["dev_error"])  # what optuna-dashboard and Optuna's plots call the value
+        # the intermediate values each trial reports, named where optuna-dashboard shows them
+        new_attrs["intermediate_values"] = INTERMEDIATE_VALUES
         attrs = study.user_attrs
         if "fingerprint" not in attrs:  # else another launcher created it a moment ago
             new_attrs |= {"base_name": cfg.tune.study_name, "created": time.time(), "fingerprint": fp.digest}

@@ -37,6 +37,7 @@ PART_NAMES = {
     "split": "the split settings",
     "space": "the search space",
     "fixed": "the fixed training settings",
+    "scoring": "the scoring rule (tune.cv_folds)",
     "code": "the network or objective code",
 }
 
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         **{k: getattr(args, k) for k in TUNE_OVERRIDES},
     )
     sweep(cfg, resume=args.resume)
+    # reports/ describe the study as the tune stage last saw it: say so rather than let them go stale
+    print("the reports in reports/ predate this sweep: run `dvc repro` to refresh them (it resumes this study)")
     return 0
 
 
