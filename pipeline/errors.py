@@ -1,7 +1,7 @@
 """Errors that reach a person: each carries the exit code the command line returns.
 
 Exit codes: 2 bad params, 3 bad input data, 4 storage or tracking backend unavailable,
-5 numerical failure (or a study with no finished trial), 130 interrupted.
+5 numerical failure (or a study with no finished trial), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 
 # Bottom to top, as in docs/architecture.md. A module may import its own layer and those below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("pipeline", "pipeline.errors", "pipeline.paths", "pipeline.io"),  # "pipeline": __init__, its version only
+    # "console" (stdlib only): the terminal helpers of the edges, the sweep worker's main among them
+    ("pipeline", "pipeline.errors", "pipeline.paths", "pipeline.io", "pipeline.console"),  # "pipeline": __init__, its version only
     ("pipeline.config",),
     ("pipeline.nn",),
     ("pipeline.data",),
@@ -24,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.tracking",),
     ("pipeline.study",),
     ("pipeline.report",),
-    ("pipeline.stages", "pipeline.cli", "pipeline.console", "pipeline.estimator", "pipeline.__main__"),
+    ("pipeline.stages", "pipeline.cli", "pipeline.estimator", "pipeline.__main__"),
 )
 # Edges the order alone would allow but the design does not: the report computes and renders,
 # and its stage publishes to MLflow.
