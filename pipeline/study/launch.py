@@ -68,10 +68,12 @@ def open_sweep(cfg: SweepConfig, *, resume: bool | None = None) -> tuple[optuna.
             raise StorageError(f"{path.parent}: cannot create the folder ({e.strerror}); check --storage") from None
     live = locks.LiveLock(cfg.storage)
     try:
-        with storage_errors(cfg.storage), locks.creation_lock(cfg.storage):
-            study, state = _open(cfg, fp, resume, alone=live.alone())
-            if not state.complete:
-                live.hold()
+        with storage_errors(cfg.storage):
+            with locks.creation_lock(cfg.storage):  # held briefly: every launcher of the storage passes here
+                study, state = _open(cfg, fp, resume, alone=live.alone())
+                if not state.complete:
+                    live.hold()
+            clean_up(study, cfg)  # fail the RUNNING trials of dead workers, end their runs
     except BaseException:
         live.close()
         raise
@@ -92,7 +94,7 @@ def _open(
     storage = open_storage(
         cfg.storage, create=not resume, heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period
     )
-    studies = _all_studies(storage, cfg)
+    studies = storage.get_all_studies()  # a server gone since connecting: storage_errors says so
     choice = _choose(studies, cfg, fp, resume)
     name, changed, details = choice.name, tuple(choice.changed), tuple(choice.details)
     state = SweepState(name, fp.parts, fp.digest, previous=choice.previous, changed=changed, details=details)
@@ -109,8 +111,7 @@ def _open(
                 f"study '{name}' already has {len(trials)} trials in {mask_url(cfg.storage)}; "
                 "pass --resume to continue it or --study-name to start another"
             )
-        clean_up(study, cfg)  # fails RUNNING trials only: the counted ones stay as they are
-        counted = sum(t.state in COUNTED for t in trials)
+        counted = sum(t.state in COUNTED for t in trials)  # clean_up (after the lock) fails RUNNING ones only
         rule = cfg.tune.stop_at_noise_floor
         floor = None if rule is None else noise_floor_stop(trials, dev_size(cfg), rule.patience, rule.factor)
         if counted >= cfg.n_trials or floor:  # nothing to run: no gate, no parent run, nothing written
@@ -170,11 +171,12 @@ def _close_dead_parents(cfg: SweepConfig, study_name: str, keep: str | None) -> 
     """Close (KILLED) the parent runs that dead launchers left RUNNING in the study's experiment.
 
     Only called when no other launcher is alive on this storage (``locks.LiveLock``): a live
-    sweep's parent run looks the same as a dead one's.
+    sweep's parent run looks the same as a dead one's. A tracking server that is away is no
+    reason to refuse a sweep (or a rerun with nothing to do): the next sweep closes them.
     """
     from pipeline import tracking
 
-    with locks.creation_lock(tracking.tracking_uri(), "the lock that serializes creating the MLflow store"):
+    with contextlib.suppress(tracking.TrackingUnreachable):
         tracking.close_dead_parent_runs(cfg.params.tracking.experiment or study_name, keep)
 
 
@@ -223,13 +225,6 @@ def _choose(studies: list[Any], cfg: SweepConfig, fp: identity.Fingerprint, resu
             f"start a new study with --study-name NEW (without --resume), {ways}"
         )
     return Choice(newest.study_name, None, changed, details, mixed=True)
-
-
-def _all_studies(storage: optuna.storages.BaseStorage, cfg: SweepConfig) -> list[Any]:
-    try:
-        return storage.get_all_studies()
-    except Exception as e:  # sqlalchemy errors: the server went away after connecting
-        raise StorageError(f"cannot read studies from {mask_url(cfg.storage)}: {type(e).__name__}") from None
 
 
 def clean_up(

@@ -32,7 +32,7 @@ from typing import Any
 from pipeline.errors import ConfigError, StorageError
 
 LOCK_TIMEOUT = 60.0  # seconds, unless $PIPELINE_LOCK_TIMEOUT says otherwise
-POLL = 0.05  # seconds between attempts at a lock someone holds
+POLL = 0.05  # seconds between attempts at a file lock someone holds
 
 
 def lock_timeout() -> float:
@@ -116,13 +116,14 @@ class PgLock:
         self._text = sqlalchemy.text
         self._conn: Any = None
 
-    def _query(self, sql: str) -> Any:
+    def _query(self, sql: str, *, convert: bool = True) -> Any:
         from pipeline.study.storage import storage_errors  # storage imports this module
 
-        with storage_errors(self.url):  # the server is unreachable, the login refused: one line
+        with storage_errors(self.url) if convert else contextlib.nullcontext():  # unreachable, refused: one line
             if self._conn is None:
                 self._conn = self._engine.connect()
-            value = self._conn.execute(self._text(sql), {"k": self._key}).scalar()
+            result = self._conn.execute(self._text(sql), {"k": self._key})
+            value = result.scalar() if result.returns_rows else None  # SET returns none
             self._conn.commit()
         return value
 
@@ -134,14 +135,25 @@ class PgLock:
             )
 
     def try_acquire(self, *, shared: bool = False, timeout: float = 0.0) -> bool:
-        sql = "SELECT pg_try_advisory_lock_shared(:k)" if shared else "SELECT pg_try_advisory_lock(:k)"
-        end = time.monotonic() + timeout
-        while True:
-            if self._query(sql):
-                return True
-            if time.monotonic() >= end:
-                return False
-            time.sleep(POLL)
+        """Take the lock within ``timeout`` seconds (0: one attempt). Waiting is the server's queue
+        (``lock_timeout``): first come, first served, however many launchers wait."""
+        kind = "_shared" if shared else ""
+        if timeout <= 0:
+            return bool(self._query(f"SELECT pg_try_advisory_lock{kind}(:k)"))
+        import sqlalchemy
+
+        self._query(f"SET lock_timeout = '{int(timeout * 1000)}ms'")
+        try:
+            self._query(f"SELECT pg_advisory_lock{kind}(:k)", convert=False)
+        except sqlalchemy.exc.OperationalError as e:
+            if "lock timeout" not in str(e):
+                raise
+            self._conn.rollback()
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                self._query("SET lock_timeout = 0")
+        return True
 
     def release(self, *, shared: bool = False) -> None:
         if self._conn is not None:

@@ -29,7 +29,6 @@ import optuna
 from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.console import quiet_third_party
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.study import identity
 from pipeline.study.config import PRUNERS, SweepConfig, SweepState, from_payload, make_sampler
@@ -189,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our trial lines replace Optuna's (and Ctrl-C tracebacks)
     prefix = f"w{args.index} "
     try:
-        # SIGTERM (a scheduler's stop, the launcher's death) ends the running trial like Ctrl-C.
-        with quiet_third_party(verbose=False), sigterm_as_interrupt():
+        # SIGTERM (a scheduler's stop, the launcher's death) ends the running trial like Ctrl-C. Third-party
+        # output is already quiet: the launcher's environment (pipeline.console.QUIET_ENV) reaches this process.
+        with sigterm_as_interrupt():
             cfg, state = from_payload(args.payload)
             watch_tracking(cfg, prefix)
             run_worker(cfg, state, args.index, [TrialPrinter(cfg, state, prefix)], parent=args.parent)
