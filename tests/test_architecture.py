@@ -16,8 +16,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 
 # Bottom to top, as in docs/architecture.md. A module may import its own layer and those below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # "console" (stdlib only): the terminal helpers of the edges, the sweep worker's main among them
-    ("pipeline", "pipeline.errors", "pipeline.paths", "pipeline.io", "pipeline.console"),  # "pipeline": __init__, its version only
+    # "pipeline": its __init__ (the version only); "console" (stdlib only): the terminal helpers of
+    # the edges, the sweep worker's main among them
+    ("pipeline", "pipeline.errors", "pipeline.paths", "pipeline.io", "pipeline.console"),
     ("pipeline.config",),
     ("pipeline.nn",),
     ("pipeline.data",),
