@@ -243,7 +243,7 @@ def study_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 @pytest.mark.slow
 def test_tune_and_train_with_tracking_print_no_third_party_lines(study_home: dict) -> None:
     outputs = study_home["outputs"]
-    assert "[3/3] trial" in outputs["tune"] and "model logged to MLflow" in outputs["train"]
+    assert "[3/3] trial" in outputs["tune"] and "model registered as" in outputs["train"]
     for stage, text in outputs.items():
         noisy = [line for line in text.splitlines() if NOISE.search(line)]
         assert not noisy, f"{stage}: {noisy}"

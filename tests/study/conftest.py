@@ -339,7 +339,7 @@ class MlflowServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 300) -> None:  # an MLflow server takes 20 s and more on 2 loaded cores
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
         cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}", "--workers", "1"]
