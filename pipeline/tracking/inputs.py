@@ -15,12 +15,17 @@ from collections.abc import Mapping
 
 import mlflow
 import numpy as np
+from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 Datasets = Mapping[str, tuple[np.ndarray, np.ndarray, str]]
 DATA_HASH_TAG = "data_hash"
 MAX_DIGEST_CHARS = 36  # the SQL stores' datasets.digest column is VARCHAR(36)
+# What a SQL store (directly, or through a server's error text) says when two writers insert the
+# same (experiment, name, digest) dataset row at once: sqlite, PostgreSQL, MySQL.
+_DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
 
 
 def dataset_inputs(datasets: Datasets) -> list[DatasetInput]:
@@ -39,3 +44,19 @@ def data_hash(datasets: Datasets) -> str:
     """One hash of the run's data: of the contexts and digests (the digests are content hashes already)."""
     lines = "".join(f"{context}={digest}\n" for context, (_, _, digest) in sorted(datasets.items()))
     return hashlib.blake2b(lines.encode(), digest_size=16).hexdigest()
+
+
+def log_inputs(mlflow_client: MlflowClient, run_id: str, inputs: list[DatasetInput], attempts: int = 5) -> None:
+    """``MlflowClient.log_inputs``, safe when several workers log the same datasets at once.
+
+    MLflow's SQL store looks for the experiment's (name, digest) dataset row and inserts it when
+    absent, in two statements: two trials starting together both insert, and the second fails on
+    the table's unique key. Its row exists by then, so the call is repeated and links to it.
+    """
+    for attempt in range(attempts):
+        try:
+            mlflow_client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as e:
+            if attempt == attempts - 1 or not any(s in str(e) for s in _DUPLICATE_ROW):
+                raise

@@ -22,7 +22,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import DataError
 from pipeline.tracking.curves import history_points
-from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs
+from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs, log_inputs
 from pipeline.tracking.store import client, commit_tags, experiment_id, now_ms, store_errors, text
 
 MODEL_FILE = Path(__file__).with_name("mlflow_model.py")
@@ -94,7 +94,7 @@ def log_final_model(
             tags=[RunTag(k, v) for k, v in run_tags.items()],
         )
         if inputs:
-            mlflow_client.log_inputs(run_id, datasets=inputs)
+            log_inputs(mlflow_client, run_id, inputs)
         with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
             info = mlflow.pyfunc.log_model(
                 name="model",

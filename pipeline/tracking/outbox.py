@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from mlflow.entities import DatasetInput, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from pipeline.tracking.inputs import log_inputs
 from pipeline.tracking.store import experiment_of, store_name, tracking_uri, unreachable
 
 MAX_POINTS = 100_000  # metric points held in all (~100 bytes each)
@@ -151,7 +152,7 @@ def _replay(mlflow_client: MlflowClient, run: PendingRun) -> None:
         created = mlflow_client.create_run(experiment, start_time=run.start_time, tags=run.tags, run_name=run.run_name)
         run.run_id = created.info.run_id
     if run.inputs:
-        mlflow_client.log_inputs(run.run_id, datasets=run.inputs)
+        log_inputs(mlflow_client, run.run_id, run.inputs)
         run.inputs = []
     if run.metrics or run.params or run.run_tags:
         mlflow_client.log_batch(run.run_id, metrics=run.metrics, params=run.params, tags=run.run_tags)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import StorageError
 from pipeline.tracking.curves import Curves
-from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs
+from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash, dataset_inputs, log_inputs
 from pipeline.tracking.outbox import OUTBOX, PendingRun
 from pipeline.tracking.store import (
     check_status,
@@ -101,7 +101,7 @@ class TrialRun:
                         experiment_id = experiment_of(self._client, parent_run_id)
                         self.run_id = self._client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
                         if inputs:
-                            self._client.log_inputs(self.run_id, datasets=inputs)
+                            log_inputs(self._client, self.run_id, inputs)
                         return
                 except Exception as e:
                     if not unreachable(e):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow.data.numpy_dataset
 import numpy as np
 import pytest
+from mlflow.exceptions import MlflowException
 
 from pipeline import tracking
+from pipeline.tracking.inputs import log_inputs
 
 
 def blobs(m: int, n_x: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -84,3 +88,60 @@ def test_a_digest_the_store_cannot_hold_is_refused_before_any_run(store, digest:
         tracking.TrialRun(parent, "digits", 0, {}, datasets={"train": (*blobs(5), digest)})
     exp = store.get_run(parent).info.experiment_id
     assert [r.info.run_id for r in store.search_runs([exp])] == [parent]
+
+
+class RacingClient:
+    """A client whose first log_inputs calls fail the way a SQL store does when another worker
+    inserted the same dataset row between MLflow's lookup and its insert (seen in CI, sqlite)."""
+
+    def __init__(self, failures: int, message: str) -> None:
+        self.failures, self.message, self.calls = failures, message, 0
+
+    def log_inputs(self, run_id: str, datasets: list) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise MlflowException(self.message)
+
+
+DUPLICATE = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [DUPLICATE, 'duplicate key value violates unique constraint "dataset_pk"'],  # sqlite, PostgreSQL
+)
+def test_a_dataset_row_inserted_by_another_worker_meanwhile_is_linked_on_a_second_try(message: str) -> None:
+    client = RacingClient(failures=1, message=message)
+    log_inputs(client, "run", [])
+    assert client.calls == 2
+
+
+def test_other_store_errors_and_a_race_that_never_settles_are_raised() -> None:
+    client = RacingClient(failures=1, message="RESOURCE_DOES_NOT_EXIST: run 'x' not found")
+    with pytest.raises(MlflowException, match="not found"):
+        log_inputs(client, "run", [])
+    assert client.calls == 1
+    client = RacingClient(failures=10, message=DUPLICATE)
+    with pytest.raises(MlflowException, match="UNIQUE"):
+        log_inputs(client, "run", [], attempts=3)
+    assert client.calls == 3
+
+
+def test_trials_starting_together_all_log_the_same_datasets(store) -> None:
+    """Eight trial runs log the same dataset rows at the same instant into one sqlite store."""
+    datasets = {"train": (*blobs(50), "a1b2c3d4e5f6a7b8"), "dev": (*blobs(20, seed=1), "0f1e2d3c4b5a6978")}
+    parent = tracking.prepare_study_run("digits", None, {})
+    start = threading.Barrier(8)
+
+    def trial(number: int) -> str:
+        start.wait()
+        with tracking.TrialRun(parent, "digits", number, {}, datasets=datasets) as run:
+            return run.run_id
+
+    with ThreadPoolExecutor(8) as pool:
+        run_ids = list(pool.map(trial, range(8)))
+    for run_id in run_ids:
+        assert {c: d.digest for c, d in inputs_of(store, run_id).items()} == {
+            "train": "a1b2c3d4e5f6a7b8",
+            "dev": "0f1e2d3c4b5a6978",
+        }
