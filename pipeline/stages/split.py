@@ -69,6 +69,8 @@ def split(params: Params, root: str | Path = ".") -> dict[str, Any]:
             _write_rows(tmp / f"X_{name}.npy", X, rows[name], normalizer)
             atomic_save_npy(tmp / f"y_{name}.npy", y[rows[name]].astype(np.int64))
         doc = {**normalizer.to_dict(), "classes": classes, "image_shape": meta["image_shape"], "source": meta["source"]}
+        if origin is not None:  # the train stage reads here that dev is another distribution than train
+            doc["distributions"] = report["distributions"]
         atomic_write_json(tmp / "normalizer.json", doc)
     atomic_write_json(root / SPLIT_REPORT, report)
     return report

@@ -151,3 +151,44 @@ def test_the_course_hdf5_test_file_can_be_the_target(repo: Path) -> None:
     assert cli("prepare") == 0 and cli("split") == 0
     pooled = json.loads(Path("reports/split.json").read_text())
     assert "target" not in pooled and sum(pooled["sizes"].values()) == 120
+
+
+# --- the train stage with a target: dev may be worse than the majority class -----------------------
+
+
+def swapped_target(repo: Path) -> None:
+    """The primary source's distribution with the class names the other way round: a network that
+    fits train gets nearly every target example wrong, worse than always answering one class."""
+    X, y = blobs(420, 2, (4, 4, 1), seed=1)
+    save_npz(repo / "data/raw/web.npz", X[:300], y[:300], classes=np.array(["cat", "dog"]))
+    save_npz(repo / "data/raw/phone.npz", X[300:], 1 - y[300:], classes=np.array(["cat", "dog"]))
+
+
+def test_a_network_worse_on_the_target_than_the_majority_class_is_saved_for_the_diagnosis(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a target such a dev error means the network learned nothing (exit 5, tests/stages); with
+    one it is the data mismatch the report is to diagnose, so train judges learning on train."""
+    swapped_target(repo)
+    write_params(repo, {**TARGET, "train": {"epochs": 20, "use_study_best": False}, "model": {"hidden_layers": [8]}})
+    assert cli("prepare") == 0 and cli("split") == 0
+    assert json.loads(Path("data/split/normalizer.json").read_text())["distributions"]["dev"] == "target"
+    assert main(["train", "--params", "params.yaml", "--no-tracking"]) == 0
+    m = json.loads(Path("reports/train.json").read_text())
+    assert m["train_error"] < 0.05 and m["dev_error"] > 0.9 and m["majority_dev_error"] == 0.5
+    assert Path("models/final.npz").exists()
+    out = capsys.readouterr().out
+    assert "dev error" in out and "no better than the most frequent training class" in out and "data mismatch" in out
+
+
+def test_with_a_target_a_network_that_learned_nothing_on_train_still_exits_5(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    swapped_target(repo)
+    stuck = {"train": {"epochs": 1, "use_study_best": False, "learning_rate": 1.0e-12}, "model": {"init": "zeros"}}
+    write_params(repo, {**TARGET, **stuck})
+    assert cli("prepare") == 0 and cli("split") == 0
+    assert main(["train", "--params", "params.yaml", "--no-tracking"]) == 5
+    err = capsys.readouterr().err
+    assert "train error" in err and "no better than always predicting the most frequent training class" in err
+    assert not Path("models").exists()
