@@ -90,6 +90,7 @@ def summary(ctx: ReportContext) -> dict[str, Any]:
         "target": ctx.inputs.target,
         "previous": ctx.previous,
         "comparison": ctx.comparison.to_dict() if ctx.comparison else None,
+        "links": ctx.links.to_dict(),
     }
 
 

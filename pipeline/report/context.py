@@ -30,6 +30,7 @@ from pipeline.report.edges import EdgeWarning, edge_warnings
 from pipeline.report.evidence import dev_set_limits
 from pipeline.report.health import HealthFlag, health_flag
 from pipeline.report.inputs import ReportInputs, split_errors
+from pipeline.report.links import RunLinks
 from pipeline.report.remedies import remedies
 from pipeline.report.selection import Selection, select
 from pipeline.report.stability import ConfigStability
@@ -72,6 +73,7 @@ class ReportContext:
     previous: dict[str, Any] | None = None  # the headline of the diagnosis this one replaces
     previous_note: str = ""  # why there is no previous diagnosis
     comparison: Comparison | None = None
+    links: RunLinks = field(default_factory=RunLinks)  # the runs in the MLflow UI, as the report stage found them
 
     @property
     def source(self) -> str:
@@ -237,3 +239,9 @@ def regime_tags(ctx: ReportContext) -> dict[str, dict[str, str]]:
 def trial_run_ids(ctx: ReportContext) -> list[str]:
     """Every trial's MLflow run id (pruned and failed ones too): any of them leads to the parent run."""
     return [r.run_id for r in ctx.trials if r.run_id]
+
+
+def best_run_id(ctx: ReportContext) -> str | None:
+    """The MLflow run id of the best trial (best_params.json's ``trial_number``), None without one."""
+    number = (ctx.inputs.best or {}).get("trial_number")
+    return next((r.run_id for r in ctx.trials if r.number == number and r.run_id), None)

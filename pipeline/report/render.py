@@ -3,8 +3,9 @@
 A section is plain data (paragraphs, bullet lists, tables, code blocks, PNG figures), so the two
 renderings say the same thing. The renderer numbers the sections (``numbered`` ones, in order):
 a section's title never carries its number, so adding one renumbers nothing by hand. The HTML
-embeds every figure as a base64 ``data:`` URI and links nothing: it opens offline, from a file,
-in any browser.
+embeds every figure as a base64 ``data:`` URI and loads nothing: it opens offline, from a file,
+in any browser. Its only outward links are the Markdown ``[text](http...)`` links a section writes
+(the MLflow UI's run pages, when the report stage knows the UI's address): anchors, never fetched.
 """
 
 from __future__ import annotations
@@ -79,13 +80,17 @@ def to_markdown(title: str, sections: Sequence[Section]) -> str:
 
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
+# A Markdown link to an http(s) page; the address can hold no quote, space or bracket, so it
+# cannot leave the href attribute (matched after escaping: & is already &amp;).
+_LINK = re.compile(r"\[([^\]]+)\]\((https?://[^\s()\"'<>]+)\)")
 
 
 def _inline(text: str) -> str:
-    """Escape, then turn the two Markdown marks the report uses (`code`, **bold**) into tags."""
+    """Escape, then turn the Markdown marks the report uses (`code`, **bold**, [text](url)) into tags."""
     text = html.escape(text, quote=False)
     text = _CODE.sub(r"<code>\1</code>", text)
-    return _BOLD.sub(r"<strong>\1</strong>", text)
+    text = _BOLD.sub(r"<strong>\1</strong>", text)
+    return _LINK.sub(r'<a href="\2">\1</a>', text)
 
 
 STYLE = """

@@ -12,6 +12,7 @@ from pipeline.paths import SPLIT_REPORT
 from pipeline.report import figures
 from pipeline.report.context import ReportContext
 from pipeline.report.diagnosis import GAP_NAMES, pct
+from pipeline.report.links import runs_line
 from pipeline.report.remedies import describe
 from pipeline.report.render import Plot, Section, Table
 from pipeline.report.sections_top import no_diagnosis
@@ -106,6 +107,7 @@ def best_section(ctx: ReportContext) -> Section:
         dev = pct(value) if value is not None else "?"
         s.add(f"Study `{inputs.best.get('study_name')}`, trial {number}: dev error {dev}{took}.")
         s.add(Table(["parameter", "value"], [[k, _fmt(v)] for k, v in sorted(best.items())]))
+    s.add(runs_line(ctx.links, (inputs.best or {}).get("trial_number", "?")))
     t, model = inputs.train, (inputs.model or {})
     if t is None:
         return s.add(f"Final model: not available: {inputs.why_missing('train')}.")

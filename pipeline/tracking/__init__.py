@@ -9,7 +9,8 @@ The only package that imports mlflow; a leaf that the study and the stages call.
 - ``trial_run``: a trial's child run (``TrialRun``) and runs whose worker died (``mark_orphans``).
 - ``outbox``: trial runs held in memory while the tracking server is away (``OUTBOX``, ``flush_outbox``).
 - ``curves`` and ``inputs``: what a run logs per epoch, and the data it read as MLflow datasets.
-- ``runs``: existing runs (``log_to_run``, ``tag_runs``, ``parent_run_of``, ``run_status``).
+- ``runs``: existing runs (``log_to_run``, ``tag_runs``, ``parent_run_of``, ``run_status``,
+  ``live_run_experiment``).
 - ``model``: the final model, logged pickle-free and registered (``log_final_model``), served by
   ``mlflow_model.py``.
 """
@@ -36,7 +37,7 @@ from pipeline.tracking.curves import HEALTH_FIELDS
 from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash
 from pipeline.tracking.model import INFERENCE_CODE, Registered, log_final_model
 from pipeline.tracking.outbox import OUTBOX, flush_outbox
-from pipeline.tracking.runs import log_to_run, parent_run_of, run_status, tag_runs
+from pipeline.tracking.runs import live_run_experiment, log_to_run, parent_run_of, run_status, tag_runs
 from pipeline.tracking.store import STATUSES, TrackingUnreachable, git_commit, store_name, tracking_uri
 from pipeline.tracking.study_run import (
     StudySummary,
@@ -65,6 +66,7 @@ __all__ = [
     "finish_study_run",
     "flush_outbox",
     "git_commit",
+    "live_run_experiment",
     "log_final_model",
     "log_to_run",
     "mark_orphans",

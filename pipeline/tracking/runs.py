@@ -1,4 +1,4 @@
-"""Existing runs, whatever their status: read their status and parent, add metrics, tags and files."""
+"""Existing runs, whatever their status: read their status, parent and experiment, add metrics, tags and files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -60,6 +60,17 @@ def parent_run_of(run_id: str) -> str | None:
 
 def run_status(run_id: str) -> str | None:
     """RUNNING, SCHEDULED, FINISHED, FAILED or KILLED; None if the run does not exist or was deleted."""
+    run = _live_run(run_id)
+    return None if run is None else run.info.status
+
+
+def live_run_experiment(run_id: str) -> str | None:
+    """The experiment id of a run, None if the run does not exist or was deleted (no page to link to)."""
+    run = _live_run(run_id)
+    return None if run is None else run.info.experiment_id
+
+
+def _live_run(run_id: str) -> Run | None:
     with store_errors():
         try:
             run = client().get_run(run_id)
@@ -67,4 +78,4 @@ def run_status(run_id: str) -> str | None:
             if is_missing(e):
                 return None
             raise
-    return None if run.info.lifecycle_stage == "deleted" else run.info.status
+    return None if run.info.lifecycle_stage == "deleted" else run

@@ -43,6 +43,17 @@ def test_html_is_self_contained_and_escaped() -> None:
     assert "<pre><code>dvc exp run -S 'split.dev=0.2' &lt;x&gt;</code></pre>" in page
 
 
+def test_an_http_link_becomes_an_anchor_and_stays_markdown() -> None:
+    url = "http://127.0.0.1:5000/#/experiments/7/runs/ab12"
+    text = f"In the MLflow UI: [the best trial's run]({url}), not [this](file:///etc) nor [that](http://x/\"y)."
+    page, md = to_html("T", [Section("Runs").add(text)]), to_markdown("T", [Section("Runs").add(text)])
+    assert f'<a href="{url}">the best trial\'s run</a>' in page
+    assert page.count("<a href=") == 2  # the section's own anchor in the contents, and the run
+    # left as text: only http(s), and no quote to leave the href attribute by
+    assert "[this](file:///etc)" in page and '[that](http://x/"y)' in page
+    assert text in md
+
+
 def pts(*rows: tuple[int, float, float]) -> list[CurvePoint]:
     return [CurvePoint(m / 1000, m, t, d) for m, t, d in rows]
 

@@ -18,7 +18,7 @@ from pipeline.errors import DataError
 from pipeline.report.compare import headline
 from pipeline.report.diagnosis import REGIME_TAG, TITLES, regime
 from pipeline.report.trials import read_trials
-from pipeline.stages.report import HTML, MARKDOWN, SUMMARY, publish, write_report
+from pipeline.stages.report import HTML, MARKDOWN, SUMMARY, UI_URL_VAR, publish, write_report
 from tests.report.conftest import RAW_PARAMS, build_project, small_params
 
 pytestmark = pytest.mark.slow
@@ -178,7 +178,7 @@ def test_cli_writes_the_report(
     assert f"report: next step: {command}" in capsys.readouterr().out
 
 
-def test_publish_tags_trials_and_logs_only_to_a_finished_parent(
+def test_publish_tags_trials_and_logs_only_to_a_finished_parent_which_the_page_links(
     project: tuple[Path, Params], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.tracking import MlflowClient
@@ -199,8 +199,15 @@ def test_publish_tags_trials_and_logs_only_to_a_finished_parent(
         for n in df["number"]
     ]
     df.to_csv(trials_csv, index=False)
-    report = write_report(params, root)
+    monkeypatch.setenv(UI_URL_VAR, "http://127.0.0.1:5000")  # where `pipeline ui --port 5000` would serve
+    report = write_report(params, root, tracking=True)
     files = [root / MARKDOWN, root / HTML, root / SUMMARY]
+    # the page links the parent run the report is attached to, and the best trial's run
+    best = df.loc[df["number"] == json.loads((root / "reports/study/best_params.json").read_text())["trial_number"]]
+    runs = f"http://127.0.0.1:5000/#/experiments/{exp}/runs"
+    page = (root / HTML).read_text()
+    assert f'href="{runs}/{parent}"' in page and f'href="{runs}/{best["user_attrs_mlflow_run_id"].item()}"' in page
+    assert json.loads((root / SUMMARY).read_text())["links"]["parent_run"] == f"{runs}/{parent}"
 
     message = publish(report, files)  # the sweep's parent run is still RUNNING: tag the trials, attach nothing
     assert f"not attached to parent run {parent} (it is RUNNING" in message

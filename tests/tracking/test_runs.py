@@ -1,4 +1,4 @@
-"""Existing runs: their status, and the parent runs a dead launcher left RUNNING."""
+"""Existing runs: their status and experiment, and the parent runs a dead launcher left RUNNING."""
 
 from __future__ import annotations
 
@@ -16,6 +16,19 @@ def test_run_status_is_none_for_a_missing_or_deleted_run(store) -> None:
     assert tracking.run_status("0" * 32) is None
     store.delete_run(run.run_id)
     assert tracking.run_status(run.run_id) is None
+
+
+def test_a_live_runs_experiment_is_its_studys_and_a_gone_run_has_none(store) -> None:
+    store.create_experiment("other")  # the study's experiment is not the first one made
+    parent = tracking.prepare_study_run("digits", None, {})
+    with tracking.TrialRun(parent, "digits", 0, {}) as run:
+        pass
+    digits = store.get_experiment_by_name("digits").experiment_id
+    assert tracking.live_run_experiment(parent) == tracking.live_run_experiment(run.run_id) == digits
+    assert digits != store.get_experiment_by_name("other").experiment_id
+    assert tracking.live_run_experiment("0" * 32) is None
+    store.delete_run(run.run_id)  # no page to link to
+    assert tracking.live_run_experiment(run.run_id) is None
 
 
 def test_close_dead_parent_runs_ends_other_running_sweeps_of_the_experiment(store) -> None:
