@@ -42,6 +42,8 @@ import optuna  # noqa: E402
 import yaml  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+from pipeline.study.storage import MAX_RETRIES  # noqa: E402
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -210,11 +212,15 @@ def report(
     attempts: dict[int, list] = {}
     for t in trials:
         attempts.setdefault(int(t.system_attrs.get("failed_trial", t.number)), []).append(t)
-    lost = [
-        root
-        for root, group in attempts.items()
+    unfinished = [
+        group
+        for group in attempts.values()
         if all(t.state == TrialState.FAIL for t in group) and group[0].user_attrs.get("cause") != "interrupted"
     ]
+    # Killed on every one of its 1 + MAX_RETRIES attempts: given up by the documented policy, and
+    # recorded as FAIL with each attempt; lost is a killed attempt nobody retried before that.
+    given_up = [g for g in unfinished if len(g) > MAX_RETRIES]
+    lost = [g for g in unfinished if len(g) <= MAX_RETRIES]
     waiting = len([t for t in trials if t.state == TrialState.WAITING])
     running_trials = len([t for t in trials if t.state == TrialState.RUNNING])
     client = tracking.MlflowClient(mlflow_uri)
@@ -242,7 +248,8 @@ def report(
     print(f"| trials counted against the cap | {counted} (cap {args.trials}) |")
     print(f"| trial attempts (all states) | {len(trials)}: {dict(Counter(t.state.name for t in trials))} |")
     print(f"| duplicated trial numbers | {duplicated} |")
-    print(f"| trials lost (killed, never retried) | {len(lost)} |")
+    print(f"| trials lost (killed, not retried although retries were left) | {len(lost)} |")
+    print(f"| configurations given up (killed on all 1 + {MAX_RETRIES} attempts; FAIL, by policy) | {len(given_up)} |")
     print(f"| retries left WAITING (the cap was reached first) | {waiting} |")
     print(f"| trials left RUNNING | {running_trials} |")
     print(f"| MLflow runs left RUNNING (trials and parents) | {running_runs} |")

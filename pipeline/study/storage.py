@@ -61,7 +61,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///"))
 
 
-def on_stale_trial(extra: Callable[[optuna.Study, FrozenTrial], None] | None = None, max_retry: int = 3) -> Any:
+# A trial whose worker died is retried this many times; a configuration that takes its worker down
+# every time (out of memory, say) is then given up as FAIL instead of killing workers for ever.
+MAX_RETRIES = 3
+
+
+def on_stale_trial(
+    extra: Callable[[optuna.Study, FrozenTrial], None] | None = None, max_retry: int = MAX_RETRIES
+) -> Any:
     """Heartbeat callback: re-enqueue a dead worker's trial with the same parameters, then ``extra``."""
     retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
 
