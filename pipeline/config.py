@@ -130,7 +130,7 @@ class ModelParams:
     hidden_layers: tuple[int, ...] = (64, 32)
     hidden_activation: Activation = "relu"
     init: Init = "he"
-    dtype: DType = "float64"
+    dtype: DType = "float32"  # trials, the final model and the report train in float32 (docs/benchmarks.md); gradcheck float64
 
     def __post_init__(self) -> None:
         _check(all(n >= 1 for n in self.hidden_layers), "model.hidden_layers must be positive unit counts")

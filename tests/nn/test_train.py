@@ -22,6 +22,7 @@ from pipeline.nn import (
     predict_proba,
 )
 from pipeline.nn.network import l2_penalty
+from pipeline.report.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,20 @@ def test_every_optimizer_lowers_the_cost_and_keeps_the_dtype(digits, optimizer: 
     result = fit(X, y, arch, hp, seed=0)
     assert result.history[-1].train_cost < 0.5 * result.history[0].train_cost
     assert all(w.dtype == np.dtype(dtype) for w in result.weights.values())
+
+
+def test_float32_reaches_the_dev_error_of_float64_within_its_interval(digits) -> None:
+    """The default dtype is float32 (faster): on digits it must learn as well as float64 does."""
+    X, y, Xd, yd = digits
+    hp = FitOptions(learning_rate=0.001, epochs=30, batch_size=64, optimizer="adam")  # params.yaml's optimizer
+    errors = {}
+    for dtype in ("float32", "float64"):
+        arch = Architecture.build(64, 10, (64, 32), dtype=dtype)
+        errors[dtype] = error_rate(Xd, yd, fit(X, y, arch, hp, seed=0).weights, arch)
+    n = len(yd)
+    low, high = wilson_interval(round(errors["float64"] * n), n)
+    assert low <= errors["float32"] <= high, errors
+    assert errors["float64"] < 0.1  # both learned: digits at 30 epochs is well below 10% error
 
 
 def test_full_batch_and_binary_output(digits) -> None:

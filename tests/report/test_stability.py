@@ -86,7 +86,7 @@ def test_a_huge_learning_rate_with_gd_is_flagged_and_a_small_one_is_not(learning
     data = digits()
     params = params_from_dict(
         {
-            "model": {"hidden_layers": [16, 16]},
+            "model": {"hidden_layers": [16, 16], "dtype": "float64"},  # the seeds' spread above was measured so
             "train": {"optimizer": "gd", "learning_rate": learning_rate, "epochs": 10, "batch_size": 64},
         }
     )

@@ -49,3 +49,21 @@ def test_bad_options_are_one_line_errors_with_exit_code_two(tmp_path: Path) -> N
     bad.write_text("train: {lr: 0.1}\n")
     done = gradcheck("--params", str(bad))
     assert done.returncode == 2 and "unknown key 'train.lr'" in done.stderr
+
+
+def test_it_checks_in_float64_although_training_runs_in_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finite differences at epsilon 1e-7 need double precision: float32 would read ~1e-3 on a correct backward."""
+    from pipeline.config import load_params
+    from pipeline.stages import gradcheck as stage
+
+    seen = []
+    real = stage.gradient_check
+
+    def spy(X, y, weights, arch, **kwargs):
+        seen.append((arch.dtype, X.dtype.name, {w.dtype.name for w in weights.values()}))
+        return real(X, y, weights, arch, **kwargs)
+
+    monkeypatch.setattr(stage, "gradient_check", spy)
+    assert load_params(REPO / "params.yaml").model.dtype == "float32"
+    assert main(["gradcheck", "--params", str(REPO / "params.yaml")]) == 0
+    assert seen == [("float64", "float64", {"float64"})]
