@@ -136,18 +136,32 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: boo
     def record(entry: EpochLog) -> None:
         epochs.append(entry.seconds)
 
+    spent: list[float] = []  # seconds inside each epoch's health computation, timed directly
+    real_health = train.layer_health
+
+    def timed_health(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real_health(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - start)
+
     original = train.OPTIMIZERS
     train.OPTIMIZERS = {**original, "gd": TimedGD}
+    train.layer_health = timed_health
     try:  # X.T: (n_x, m), Fortran-ordered, as the pipeline passes it
         result = fit(X.T, y, arch, hp, seed=0, callbacks=[record], _health=health)
     finally:
         train.OPTIMIZERS = original
+        train.layer_health = real_health
     EPOCH_SECONDS.append(statistics.median(epochs[1:] or epochs))
+    HEALTH_SECONDS.append(statistics.median(spent) if spent else 0.0)
     accuracy = float(np.mean(predict(X.T, result.weights, arch) == y))
     return statistics.median(np.diff(stamps)) * w.steps_per_epoch, accuracy
 
 
 EPOCH_SECONDS: list[float] = []  # the core's EpochLog-based s/epoch, one per call of time_core
+HEALTH_SECONDS: list[float] = []  # the median seconds of one epoch's health computation, per call
 
 
 def time_sklearn(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> tuple[float, float | None]:
@@ -275,8 +289,11 @@ def measure(fn: Callable[[], tuple[float, float | None]], retries: int) -> tuple
 
 def print_health_cost(runs: list[dict], names: list[str], thread_counts: list[int]) -> None:
     """Median over repeats of core / core-nohealth, per workload and thread count."""
-    print("\n| workload | threads | s/epoch with health (EpochLog, median) | without | ratio | ratio per repeat |")
-    print("|---|---:|---:|---:|---:|---|")
+    print(
+        "\n| workload | threads | s/epoch with health (EpochLog, median) | without | ratio | ratio per repeat "
+        "| health step per epoch, timed directly (median) | its share of an epoch |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
     for name in names:
         for threads in thread_counts:
 
@@ -286,9 +303,12 @@ def print_health_cost(runs: list[dict], names: list[str], thread_counts: list[in
 
             on, off = epochs("core"), epochs("core-nohealth")
             ratios = [a / b for a, b in zip(on, off, strict=True)]
+            picked = [r for r in runs if (r["workload"], r["impl"], r["threads"]) == (name, "core", threads)]
+            health = statistics.median(r["health_seconds"] for r in picked)
             print(
                 f"| {name} | {threads} | {fmt_seconds(statistics.median(on))} | {fmt_seconds(statistics.median(off))} "
-                f"| {statistics.median(on) / statistics.median(off):.3f} | {', '.join(f'{r:.3f}' for r in ratios)} |"
+                f"| {statistics.median(on) / statistics.median(off):.3f} | {', '.join(f'{r:.3f}' for r in ratios)} "
+                f"| {fmt_seconds(health)} | {health / statistics.median(on):.2%} |"
             )
 
 
@@ -337,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(
                         dict(workload=name, impl=impl, threads=threads, repeat=repeat, seconds=seconds,
                              accuracy=accuracy, others=others, attempts=attempts, load1=os.getloadavg()[0],
-                             epoch_log_seconds=EPOCH_SECONDS[-1] if impl.startswith("core") else None)
+                             epoch_log_seconds=EPOCH_SECONDS[-1] if impl.startswith("core") else None,
+                             health_seconds=HEALTH_SECONDS[-1] if impl.startswith("core") else None)
                     )  # fmt: skip
                     log(f"{name:10s} {impl:8s} thr={threads} rep={repeat}: {fmt_seconds(seconds)}/epoch, "
                         f"others {others:.2f} cores, {attempts} run(s)")  # fmt: skip
