@@ -130,7 +130,9 @@ class ModelParams:
     hidden_layers: tuple[int, ...] = (64, 32)
     hidden_activation: Activation = "relu"
     init: Init = "he"
-    dtype: DType = "float32"  # trials, the final model and the report train in float32 (docs/benchmarks.md); gradcheck float64
+    dtype: DType = (
+        "float32"  # trials, the final model and the report train in float32 (docs/benchmarks.md); gradcheck float64
+    )
 
     def __post_init__(self) -> None:
         _check(all(n >= 1 for n in self.hidden_layers), "model.hidden_layers must be positive unit counts")
@@ -153,6 +155,10 @@ class TrainParams:
     lr_decay: float = 0.0  # learning_rate / (1 + lr_decay * (epoch - 1))
     patience: int = 0  # early stopping on dev cost after this many epochs without improvement; 0: off
     use_study_best: bool = True  # the train stage takes the study's best trial over the keys above
+    # BLAS threads per training process (trials, the final model, the report's retraining); None:
+    # chosen per network, the workers and the free cores (pipeline.threads). Speed only: no part
+    # of a study's identity, so changing it never starts a new study.
+    blas_threads: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.learning_rate > 0, "train.learning_rate must be > 0")
@@ -163,6 +169,9 @@ class TrainParams:
         _check(self.l2_lambda >= 0, "train.l2_lambda must be >= 0")
         _check(0 < self.keep_prob <= 1, "train.keep_prob must lie in (0, 1]")
         _check(self.lr_decay >= 0 and self.patience >= 0, "train.lr_decay and train.patience must be >= 0")
+        _check(
+            self.blas_threads is None or self.blas_threads >= 1, "train.blas_threads must be >= 1 (or null: automatic)"
+        )
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ def test_every_key_of_the_committed_file_is_read() -> None:
         ({"data": {"source": "folder"}}, "data.path is required"),
         ({"train": {"learning_rate": float("nan")}}, "finite"),
         ({"train": []}, "train must be a mapping"),
+        ({"train": {"blas_threads": 0}}, r"train.blas_threads must be >= 1 \(or null: automatic\)"),
+        ({"train": {"blas_threads": "two"}}, "train.blas_threads must be an integer"),
     ],
 )
 def test_bad_values_name_the_key(raw: dict, message: str) -> None:

@@ -1,12 +1,21 @@
 """BLAS thread choice per network size, and the context manager that applies it."""
 
 import os
+import subprocess
+import sys
+import time
 
 import numpy  # noqa: F401  (loads OpenBLAS, so that threadpoolctl has a BLAS pool to report)
 import pytest
 from threadpoolctl import threadpool_info
 
-from pipeline.threads import blas_threads_for, limit_blas_threads
+from pipeline.threads import (
+    available_cpus,
+    blas_threads_for,
+    choose_blas_threads,
+    cores_busy_elsewhere,
+    limit_blas_threads,
+)
 
 # (layer_dims, examples per step)
 DIGITS = ((64, 64, 32, 1), 1797)  # full batch on the embedded digits data
@@ -64,3 +73,41 @@ def test_full_batch_must_be_given_as_the_training_set_size() -> None:
 def test_limit_blas_threads_rejects_zero() -> None:
     with pytest.raises(ValueError, match=">= 1"), limit_blas_threads(0):
         pass
+
+
+def test_the_cores_are_shared_among_the_workers() -> None:
+    assert blas_threads_for(*WIDE, cores=2, workers=2) == 1
+    assert blas_threads_for(*WIDE, cores=8, workers=2) == 4
+    assert blas_threads_for(*WIDE, cores=8, workers=3) == 2
+    assert blas_threads_for(*DIGITS, cores=8, workers=1) == 1  # small stays small
+    with pytest.raises(ValueError, match="workers"):
+        blas_threads_for(*WIDE, cores=2, workers=0)
+
+
+def test_cores_other_processes_keep_busy_are_not_free() -> None:
+    """Under load a second thread waits for a core: one thread is faster then (module docstring)."""
+    assert blas_threads_for(*WIDE, cores=2, busy_elsewhere=0.2) == 2
+    assert blas_threads_for(*WIDE, cores=2, busy_elsewhere=1.0) == 1
+    assert blas_threads_for(*COURSE_CAT, cores=8, busy_elsewhere=3.0) == 5
+    assert blas_threads_for(*WIDE, cores=2, busy_elsewhere=5.0) == 1  # never fewer than one
+
+
+def test_an_override_wins_whatever_the_size() -> None:
+    assert choose_blas_threads(3, *DIGITS) == 3
+    assert choose_blas_threads(1, *WIDE) == 1
+    assert choose_blas_threads(None, *DIGITS) == 1
+    with pytest.raises(ValueError, match=">= 1"):
+        choose_blas_threads(0, *WIDE)
+
+
+def test_busy_cores_elsewhere_are_measured_from_proc_stat() -> None:
+    cores_busy_elsewhere()  # starts the window
+    spin = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass"
+    spinner = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(1.0)
+        busy = cores_busy_elsewhere()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0.25 < busy <= available_cpus() + 0.5  # the spinner kept about one core busy; this process idled

@@ -23,7 +23,7 @@ from pipeline.paths import NORMALIZER
 from pipeline.report.inputs import ReportInputs
 from pipeline.study.space import architecture, fit_options, trial_seed
 from pipeline.study.space import final_settings as space_final_settings
-from pipeline.threads import blas_threads_for, limit_blas_threads
+from pipeline.threads import choose_blas_threads, limit_blas_threads
 
 Stream = Callable[[], np.random.Generator]  # a fresh generator of the same random stream per call
 
@@ -101,7 +101,8 @@ def final_model_curve(inputs: ReportInputs, params: Params) -> tuple[list[CurveP
     X_dev, y_dev = load_split("dev", inputs.root)
     arch = architecture(config.model, X.shape[1], len(classes))  # the train stage's class count
     hp = fit_options(config.train)
-    with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
+    threads = choose_blas_threads(config.train.blas_threads, arch.layer_dims, min(hp.batch_size or len(y), len(y)))
+    with limit_blas_threads(threads):
         return learning_curve(X, y, X_dev, y_dev, arch, hp, fractions, stream)
 
 

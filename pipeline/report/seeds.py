@@ -23,7 +23,7 @@ from pipeline.data.store import load_split
 from pipeline.nn.network import error_rate
 from pipeline.nn.train import Diverged, fit
 from pipeline.study.space import architecture, fit_options
-from pipeline.threads import blas_threads_for, limit_blas_threads
+from pipeline.threads import choose_blas_threads, limit_blas_threads
 
 Data = Mapping[str, tuple[np.ndarray, np.ndarray]]  # split -> rows X (m, n_x), labels y (m,)
 
@@ -44,12 +44,14 @@ class Job:
 
 
 def fit_and_score(data: Data, job: Job, threads: int | None = None) -> SeedRun:
-    """One fit on ``data["train"]``, scored on every split in ``data``; ``threads`` BLAS threads (None: by size)."""
+    """One fit on ``data["train"]``, scored on every split in ``data``; ``threads`` BLAS threads
+    (None: ``train.blas_threads``, else chosen by size and free cores)."""
     X, y = data["train"]
     arch = architecture(job.config.model, X.shape[1], job.n_classes)
     hp = fit_options(job.config.train)
     X_dev, y_dev = data["dev"] if hp.patience and "dev" in data else (None, None)  # early stopping needs dev
-    n = threads or blas_threads_for(arch.layer_dims, hp.batch_size or len(y))
+    batch = min(hp.batch_size or len(y), len(y))
+    n = threads or choose_blas_threads(job.config.train.blas_threads, arch.layer_dims, batch)
     with limit_blas_threads(n):
         try:
             dev_cols = None if X_dev is None else np.asarray(X_dev).T

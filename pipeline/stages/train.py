@@ -33,7 +33,7 @@ from pipeline.paths import TRAIN_HEALTH as HEALTH
 from pipeline.paths import TRAIN_HISTORY as HISTORY
 from pipeline.paths import TRAIN_METRICS as METRICS
 from pipeline.study.space import architecture, final_settings, fit_options, trial_seed
-from pipeline.threads import blas_threads_for, limit_blas_threads
+from pipeline.threads import choose_blas_threads, limit_blas_threads
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +104,11 @@ def log_model(
         experiment=params.tracking.experiment or study,
         input_example=raw,
         metrics={"train_error": metrics["train_error"], "dev_error": metrics["dev_error"]},
-        tags={"settings_from": metrics["settings_from"], "optuna.study": study},
+        tags={
+            "settings_from": metrics["settings_from"],
+            "optuna.study": study,
+            "blas_threads": str(metrics["blas_threads"]),
+        },
         params={"seed": params.seed, **flat("model", asdict(params.model)), **flat("train", asdict(params.train))},
         datasets={
             name: (X, y, split_digest(root / SPLIT_DIR, name))
@@ -141,7 +145,8 @@ def train(params: Params, root: str | Path = ".") -> tuple[dict[str, Any], list[
     arch = architecture(params.model, X.shape[1], len(classes))
     hp = fit_options(params.train)
     # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
-    with limit_blas_threads(blas_threads_for(arch.layer_dims, hp.batch_size or len(y))):
+    threads = choose_blas_threads(params.train.blas_threads, arch.layer_dims, min(hp.batch_size or len(y), len(y)))
+    with limit_blas_threads(threads):
         result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=seed)
 
     dev_error = nn.error_rate(X_dev.T, y_dev, result.weights, arch)
@@ -180,6 +185,7 @@ def train(params: Params, root: str | Path = ".") -> tuple[dict[str, Any], list[
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 3),
+        "blas_threads": threads,  # train.blas_threads, else chosen by size and free cores (pipeline.threads)
         "settings_from": settings_from,
     }
     extra = {

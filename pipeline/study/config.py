@@ -37,7 +37,7 @@ class SweepConfig:
     params: Params  # params.yaml with the command line's tune.* overrides applied
     storage: str  # the resolved URL of tune.storage
     root: str = "."  # the workspace whose data/split the trials read
-    threads: int | None = None  # BLAS threads per worker; None: 1 with several workers, else chosen per trial
+    threads: int | None = None  # --threads: BLAS threads per worker; None: train.blas_threads, else chosen per trial
     heartbeat_interval: int = HEARTBEAT_INTERVAL
     grace_period: int = GRACE_PERIOD
     tracking: bool = True
@@ -61,7 +61,8 @@ class SweepConfig:
 
     @property
     def blas_threads(self) -> int | None:
-        return self.threads if self.threads is not None else (1 if self.n_workers > 1 else None)
+        """The override (--threads, else train.blas_threads); None: each trial chooses (pipeline.threads)."""
+        return self.threads if self.threads is not None else self.params.train.blas_threads
 
 
 @dataclass(frozen=True)

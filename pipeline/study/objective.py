@@ -4,15 +4,15 @@ A trial's value is its dev error (lower is better), or with ``tune.cv_folds`` = 
 error over k folds of the train split (``pipeline.study.cv``). Every epoch's dev cost (the
 fold-mean validation cost with cross-validation) goes to the pruner; a trial that diverges (NaN
 or inf cost) ends PRUNED with its cause recorded, naming the layer that exploded, so the study
-goes on and the sampler learns to avoid that region. User attributes written per trial:
-``worker`` (host:pid, first), ``values`` (the configuration), ``seed_trial`` (the trial number
-whose random stream it trained with: its own, or the original's for a heartbeat retry),
-``fingerprint``, ``train_error``, ``dev_error``, ``dev_cost``, ``epochs_trained``, ``dev_pred``
-(the predicted class of every dev example, ``pipeline.study.predictions``), ``cause`` (why it
-stopped early), ``diverged_layer`` (the layer that exploded, when it diverged) and
-``mlflow_run_id``; with cross-validation also ``cv_error`` (the value), ``cv_error_std``,
-``cv_cost`` and ``cv_fold_errors``. The train and dev numbers always come from a network
-trained on all of train and scored on dev: the one the train stage ships.
+goes on and the sampler learns to avoid that region. User attributes written per trial: ``worker``
+(host:pid, first), ``values`` (the configuration), ``seed_trial`` (the trial number whose random
+stream it trained with: its own, or the original's for a heartbeat retry), ``fingerprint``,
+``blas_threads`` (the BLAS threads it trained with), ``train_error``, ``dev_error``, ``dev_cost``,
+``epochs_trained``, ``dev_pred`` (the predicted class of every dev example,
+``pipeline.study.predictions``), ``cause`` (why it stopped early), ``diverged_layer`` (the layer
+that exploded, when it diverged) and ``mlflow_run_id``; with cross-validation also ``cv_error`` (the
+value), ``cv_error_std``, ``cv_cost`` and ``cv_fold_errors``. The train and dev numbers always come
+from a network trained on all of train and scored on dev: the one the train stage ships.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.paths import NORMALIZER
 from pipeline.study import cv, predictions
 from pipeline.study.space import apply_params, architecture, fit_options, suggest, trial_seed
-from pipeline.threads import blas_threads_for, limit_blas_threads
+from pipeline.threads import choose_blas_threads, limit_blas_threads
 
 
 def class_count(root: str | Path = ".") -> int:
@@ -114,6 +114,7 @@ def train_trial(
     threads: int | None = None,
     *,
     model_callbacks: Sequence[nn.Callback] = (),
+    workers: int = 1,
 ) -> TrialOutcome:
     """Train the network of ``params`` (a trial's configuration) with the stream of trial ``seed_trial``.
 
@@ -126,7 +127,7 @@ def train_trial(
     """
     arch = architecture(params.model, data.X_train.shape[0], data.n_classes)
     hp = fit_options(params.train)
-    threads = threads or blas_threads_for(arch.layer_dims, hp.batch_size or data.X_train.shape[1])
+    threads = threads or trial_threads(params, data, workers=workers)
     k = params.tune.cv_folds
     fold_errors: tuple[float, ...] = ()
     metrics: dict[str, float] = {}
@@ -154,6 +155,15 @@ def train_trial(
         **metrics,
     }
     return TrialOutcome(metrics, result.weights, arch, dev_predictions, fold_errors)
+
+
+def trial_threads(params: Params, data: TrialData, override: int | None = None, *, workers: int = 1) -> int:
+    """The BLAS threads a trial of ``params`` trains with: ``override`` (sweep --threads), else
+    ``train.blas_threads``, else chosen by the network's size, the ``workers`` and the free cores."""
+    arch = architecture(params.model, data.X_train.shape[0], data.n_classes)
+    batch = params.train.batch_size or data.X_train.shape[1]
+    choice = override if override is not None else params.train.blas_threads
+    return choose_blas_threads(choice, arch.layer_dims, min(batch, data.X_train.shape[1]), workers=workers)
 
 
 def _cross_validate(
@@ -199,8 +209,9 @@ class Objective:
     """Callable for ``study.optimize``: suggest, train with ``train_trial``, return its score.
 
     ``parent_run_id`` None means no MLflow runs; ``tags`` go on every trial run (the fingerprint).
-    ``threads``: BLAS threads for every trial (1 when several workers share the cores); None lets
-    each trial choose by its network's size. ``on_start`` runs first thing in every trial (the
+    ``threads``: BLAS threads for every trial (sweep --threads); None: ``train.blas_threads``, else
+    each trial chooses by its network's size, the sweep's ``workers`` and the free cores; the
+    number used is the trial's ``blas_threads`` attribute and run tag. ``on_start`` runs first thing in every trial (the
     worker releases its claim lock there), ``checkpoint`` before every epoch's report (the worker
     raises KeyboardInterrupt there after Ctrl-C, outside any storage write).
     """
@@ -212,6 +223,7 @@ class Objective:
     checkpoint: Callable[[], None] | None = None
     threads: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 1  # the sweep's worker processes on this machine, sharing its cores
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -227,11 +239,18 @@ class Objective:
             trial.set_user_attr("seed_trial", seed_trial)
             if "fingerprint" in self.tags:
                 trial.set_user_attr("fingerprint", self.tags["fingerprint"])
-            tags = {**self.tags, **({"optuna.retry_of": retry_of} if retry_of is not None else {})}
+            params = apply_params(self.base, values)
+            threads = trial_threads(params, self.data, self.threads, workers=self.workers)
+            trial.set_user_attr("blas_threads", threads)
+            tags = {
+                **self.tags,
+                "blas_threads": str(threads),
+                **({"optuna.retry_of": retry_of} if retry_of is not None else {}),
+            }
             with self._run(trial, values, tags) as run:
                 if run is not None:
                     trial.set_user_attr("mlflow_run_id", run.run_id)
-                outcome = self._train(trial, apply_params(self.base, values), run, seed_trial)
+                outcome = self._train(trial, params, run, seed_trial, threads)
                 for key, value in outcome.items():
                     trial.set_user_attr(key, value)
                 if outcome.fold_errors:
@@ -262,7 +281,7 @@ class Objective:
         # COMPLETE: every COMPLETE trial has it (a trial cut off here ends FAIL, without it).
         trial.set_user_attr(predictions.ATTR, predictions.encode(outcome.dev_predictions, self.data.n_classes))
 
-    def _train(self, trial: optuna.Trial, params: Params, run: Any, seed_trial: int) -> TrialOutcome:
+    def _train(self, trial: optuna.Trial, params: Params, run: Any, seed_trial: int, threads: int) -> TrialOutcome:
         cross_validated = params.tune.cv_folds >= 2
         scored = "cv cost" if cross_validated else "dev cost"
 
@@ -285,7 +304,7 @@ class Objective:
         if cross_validated:
             model_callbacks.append(checkpoint)
         try:
-            return train_trial(params, self.data, seed_trial, [report], self.threads, model_callbacks=model_callbacks)
+            return train_trial(params, self.data, seed_trial, [report], threads, model_callbacks=model_callbacks)
         except nn.Diverged as e:
             fold = f" in cv fold {e.fold}" if isinstance(e, cv.FoldDiverged) else ""
             layer = f", layer {e.layer} exploded" if e.layer is not None else ""

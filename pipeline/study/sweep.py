@@ -59,7 +59,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="with --resume: continue a study whose split, space or fixed settings differ (recorded on the study)",
     )
     parser.add_argument("--pruner", choices=sorted(PRUNERS), help="pruner on the per-epoch dev cost (tune.pruner)")
-    parser.add_argument("--threads", type=int, help="BLAS threads per worker (default: 1 with several workers)")
+    parser.add_argument(
+        "--threads", type=int, help="BLAS threads per worker (default: train.blas_threads, else by size and free cores)"
+    )
     parser.add_argument("--root", default=".", help="workspace whose data/split the trials read (default: .)")
     parser.add_argument("--heartbeat-interval", type=int, help="seconds between a trial's heartbeats (default: 10)")
     parser.add_argument(

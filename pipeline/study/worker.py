@@ -106,6 +106,7 @@ def _run_worker(
         checkpoint=interrupt.check,
         threads=cfg.blas_threads,
         tags=tags,
+        workers=cfg.n_workers,
     )
     all_callbacks = [MaxTrialsCallback(cfg.n_trials, states=COUNTED), *callbacks]
     poll = min(1.0, cfg.heartbeat_interval / 2)
