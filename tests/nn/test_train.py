@@ -200,3 +200,29 @@ def test_a_step_with_l2_follows_the_gradient_that_gradcheck_validates(digits, op
     assert gradient_check(X[:, :30], y[:30], start, arch, hp.l2_lambda, n_checks=40) < 1e-7
     for name in start:  # momentum's first step: v = (1 - beta) g
         np.testing.assert_allclose(after[name], start[name] - hp.learning_rate * factor * grads["d" + name], atol=1e-13)
+
+
+@pytest.mark.parametrize(("dtype", "copied"), [("float32", False), ("float64", True)])
+def test_a_memory_mapped_split_in_the_networks_dtype_is_trained_on_without_a_copy(tmp_path, dtype, copied) -> None:
+    """The split files are float32 rows; X.T of their memory map is what every trial passes to fit.
+
+    In float32 fit computes on the map itself, so N workers share one copy of the data through the
+    page cache; only mini-batches are gathered. A float64 network has to convert: a whole copy.
+    """
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    m, n_x = 20_000, 784  # 63 MB of float32
+    np.save(tmp_path / "X.npy", rng.standard_normal((m, n_x), dtype=np.float32))
+    X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    y = rng.integers(0, 10, m)
+    arch = Architecture.build(n_x, 10, (8,), dtype=dtype)
+    hp = FitOptions(learning_rate=0.01, epochs=1, batch_size=256, optimizer="adam")
+    tracemalloc.start()
+    try:
+        fit(X.T, y, arch, hp, seed=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    whole = X.nbytes
+    assert (peak >= whole) is copied, f"peak {peak / 1e6:.1f} MB against the data's {whole / 1e6:.1f} MB"
