@@ -60,7 +60,7 @@ def blas_threads_for(
     cores = cores or available_cpus()
     if busy_elsewhere is None:
         busy_elsewhere = cores_busy_elsewhere()
-    # half a core of slack: a worker's own storage round trips and the shell around it are not load
+    # half a core of slack: short bursts of other processes (a shell, a storage round trip) are not load
     free = min(cores / workers, cores - busy_elsewhere + 0.5)
     return max(1, min(cores, int(free)))
 
@@ -83,8 +83,9 @@ def _sample() -> tuple[float, float, float] | None:
             fields = [int(v) for v in f.readline().split()[1:]]
     except (OSError, ValueError):
         return None  # not Linux: nothing to go by
-    # user nice system idle iowait irq softirq steal ...: all but idle and iowait are busy
-    busy = sum(fields) - sum(fields[3:5])
+    # user nice system idle iowait irq softirq steal (guest time, after them, is counted in user
+    # already): all but idle and iowait are busy
+    busy = sum(fields[:8]) - fields[3] - fields[4]
     own = os.times()
     return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
 
