@@ -65,12 +65,20 @@ def blas_threads_for(
     return max(1, min(cores, int(free)))
 
 
-def choose_blas_threads(override: int | None, layer_dims: Sequence[int], batch_size: int, *, workers: int = 1) -> int:
-    """``override`` (train.blas_threads, sweep --threads) when set, else ``blas_threads_for`` measured now."""
+def choose_blas_threads(
+    override: int | None, layer_dims: Sequence[int], batch_size: int, *, m: int | None = None, workers: int = 1
+) -> int:
+    """``override`` (train.blas_threads, sweep --threads) when set, else ``blas_threads_for`` measured now.
+
+    With ``m`` (the training examples), ``batch_size`` is train.batch_size as fit reads it: 0 or
+    more than ``m`` is full batch.
+    """
     if override is not None:
         if override < 1:
             raise ValueError(f"BLAS threads must be >= 1, got {override}")
         return override
+    if m is not None:
+        batch_size = min(batch_size or m, m)
     return blas_threads_for(layer_dims, batch_size, workers=workers, busy_elsewhere=None)
 
 

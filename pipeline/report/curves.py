@@ -101,7 +101,7 @@ def final_model_curve(inputs: ReportInputs, params: Params) -> tuple[list[CurveP
     X_dev, y_dev = load_split("dev", inputs.root)
     arch = architecture(config.model, X.shape[1], len(classes))  # the train stage's class count
     hp = fit_options(config.train)
-    threads = choose_blas_threads(config.train.blas_threads, arch.layer_dims, min(hp.batch_size or len(y), len(y)))
+    threads = choose_blas_threads(config.train.blas_threads, arch.layer_dims, hp.batch_size, m=len(y))
     with limit_blas_threads(threads):
         return learning_curve(X, y, X_dev, y_dev, arch, hp, fractions, stream)
 

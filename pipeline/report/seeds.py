@@ -50,8 +50,7 @@ def fit_and_score(data: Data, job: Job, threads: int | None = None) -> SeedRun:
     arch = architecture(job.config.model, X.shape[1], job.n_classes)
     hp = fit_options(job.config.train)
     X_dev, y_dev = data["dev"] if hp.patience and "dev" in data else (None, None)  # early stopping needs dev
-    batch = min(hp.batch_size or len(y), len(y))
-    n = threads or choose_blas_threads(job.config.train.blas_threads, arch.layer_dims, batch)
+    n = threads or choose_blas_threads(job.config.train.blas_threads, arch.layer_dims, hp.batch_size, m=len(y))
     with limit_blas_threads(n):
         try:
             dev_cols = None if X_dev is None else np.asarray(X_dev).T

@@ -145,7 +145,7 @@ def train(params: Params, root: str | Path = ".") -> tuple[dict[str, Any], list[
     arch = architecture(params.model, X.shape[1], len(classes))
     hp = fit_options(params.train)
     # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
-    threads = choose_blas_threads(params.train.blas_threads, arch.layer_dims, min(hp.batch_size or len(y), len(y)))
+    threads = choose_blas_threads(params.train.blas_threads, arch.layer_dims, hp.batch_size, m=len(y))
     with limit_blas_threads(threads):
         result = nn.fit(X.T, y, arch, hp, X_dev=X_dev.T, y_dev=y_dev, seed=seed)
 

@@ -161,9 +161,10 @@ def trial_threads(params: Params, data: TrialData, override: int | None = None, 
     """The BLAS threads a trial of ``params`` trains with: ``override`` (sweep --threads), else
     ``train.blas_threads``, else chosen by the network's size, the ``workers`` and the free cores."""
     arch = architecture(params.model, data.X_train.shape[0], data.n_classes)
-    batch = params.train.batch_size or data.X_train.shape[1]
     choice = override if override is not None else params.train.blas_threads
-    return choose_blas_threads(choice, arch.layer_dims, min(batch, data.X_train.shape[1]), workers=workers)
+    return choose_blas_threads(
+        choice, arch.layer_dims, params.train.batch_size, m=data.X_train.shape[1], workers=workers
+    )
 
 
 def _cross_validate(

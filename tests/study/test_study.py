@@ -238,7 +238,8 @@ def test_a_changed_search_space_on_an_old_study_is_a_config_error(workspace):
         study.optimize(objective, n_trials=1)
 
 
-def test_each_trial_limits_blas_threads(workspace, monkeypatch):
+def blas_pool_at_fit(monkeypatch) -> list[int]:
+    """The BLAS threads in effect each time ``nn.fit`` starts, appended to the returned list."""
     from threadpoolctl import threadpool_info
 
     from pipeline import nn
@@ -250,6 +251,11 @@ def test_each_trial_limits_blas_threads(workspace, monkeypatch):
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(nn, "fit", spy)
+    return seen
+
+
+def test_each_trial_limits_blas_threads(workspace, monkeypatch):
+    seen = blas_pool_at_fit(monkeypatch)
     params = load_params("params.yaml")
     study = optuna.create_study(pruner=optuna.pruners.NopPruner())
     study.optimize(Objective(params, TrialData.read()), n_trials=1)  # digits-size: one thread
@@ -260,17 +266,9 @@ def test_each_trial_limits_blas_threads(workspace, monkeypatch):
 
 def test_the_blas_threads_override_reaches_the_pool_and_the_trial_run(workspace, mlflow_store, monkeypatch):
     """train.blas_threads in params.yaml sets every trial's BLAS pool; sweep --threads wins over it."""
-    from threadpoolctl import threadpool_info
+    from pipeline import tracking
 
-    from pipeline import nn, tracking
-
-    seen, real_fit = [], nn.fit
-
-    def spy(*args, **kwargs):
-        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(nn, "fit", spy)
+    seen = blas_pool_at_fit(monkeypatch)
     params = load_params("params.yaml")
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, blas_threads=2))
     parent = tracking.prepare_study_run("digits-mlp")
