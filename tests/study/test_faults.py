@@ -93,7 +93,7 @@ def test_sigterm_to_a_multi_worker_sweep_is_handled_like_ctrl_c_and_exits_143(wo
     write_split(workspace.root / "data" / "split", m_train=1000)  # trials of seconds: caught mid-training
     url = workspace.default_storage
     proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
-    victim = wait_for(lambda: running_trial(url, max_epochs=10))
+    victim = wait_for(lambda: running_trial(url, max_epochs=30))
     workers = children(proc.pid)
     assert len(workers) == 2
     proc.send_signal(signal.SIGTERM)
@@ -120,7 +120,7 @@ def test_workers_stop_cleanly_when_their_launcher_is_sigkilled(workspace):
     write_split(workspace.root / "data" / "split", m_train=1000)
     url = workspace.default_storage
     proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
-    victim = wait_for(lambda: running_trial(url, max_epochs=10))
+    victim = wait_for(lambda: running_trial(url, max_epochs=30))
     workers = children(proc.pid)
     proc.kill()  # SIGKILL: no handler runs in the launcher
     proc.wait()

@@ -49,11 +49,12 @@ def test_three_workers_on_postgres_reach_exactly_the_cap(workspace, pg_url):
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
 def test_a_killed_worker_trial_fails_and_its_parameters_are_retried(workspace, request, backend):
-    write_params(workspace.root / "params.yaml", n_trials=3, epochs=80, pruner="none")
-    write_split(workspace.root / "data" / "split", m_train=1000)  # ~1 s trials, caught early: time to kill one
+    # ~1 s float32 trials, caught in their first 40 of 200 epochs: time to kill one mid-training
+    write_params(workspace.root / "params.yaml", n_trials=3, epochs=200, pruner="none")
+    write_split(workspace.root / "data" / "split", m_train=1000)
     url, storage_args = storage_for(backend, workspace, request)
     proc = workspace.start("sweep", "--workers", "2", *storage_args, *FAST_HEARTBEAT)
-    victim = wait_for(lambda: running_trial(url, max_epochs=10))
+    victim = wait_for(lambda: running_trial(url, max_epochs=40))
     os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
@@ -81,13 +82,13 @@ def test_a_killed_worker_trial_fails_and_its_parameters_are_retried(workspace, r
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_marks_the_trial_exits_130_and_the_next_sweep_resumes(workspace, workers):
-    # ~1.5 s trials, caught in their first 10 epochs: the signal (forwarded by the launcher to
+    # ~1 s trials, caught in their first 30 epochs: the signal (forwarded by the launcher to
     # each worker) lands while the trial still trains.
     write_params(workspace.root / "params.yaml", n_trials=3, epochs=150, pruner="none")
     write_split(workspace.root / "data" / "split", m_train=1000)
     url = workspace.default_storage
     proc = workspace.start("sweep", "--workers", str(workers), *FAST_HEARTBEAT)
-    victim = wait_for(lambda: running_trial(url, max_epochs=10))
+    victim = wait_for(lambda: running_trial(url, max_epochs=30))
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 130, out
