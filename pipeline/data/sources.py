@@ -8,6 +8,7 @@ Sources: ``digits`` (scikit-learn's bundled 8x8 digits, offline), ``hdf5`` (the 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Callable
@@ -21,7 +22,16 @@ from pipeline.data.memory import check_fits
 from pipeline.errors import DataError, first_line
 from pipeline.paths import RAW_DIR
 
-__all__ = ["DATA_DIR", "IMAGE_SUFFIXES", "LOADERS", "Dataset", "load_dataset", "load_target", "resolve_data_path"]
+__all__ = [
+    "DATA_DIR",
+    "IMAGE_SUFFIXES",
+    "LOADERS",
+    "Dataset",
+    "digits_arrays",
+    "load_dataset",
+    "load_target",
+    "resolve_data_path",
+]
 
 DATA_DIR = RAW_DIR  # relative to the repository root
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -139,12 +149,28 @@ def resolve_data_path(value: str | None, root: Path, key: str) -> Path:
 
 
 def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits  # imported here: sklearn takes a second to import
+    X, y = digits_arrays()
+    images = X.astype(np.uint8).reshape(-1, 8, 8, 1)  # (1797, 8, 8, 1), values 0..16
+    return Dataset(images, y, tuple(str(c) for c in range(10)), 16.0, "digits")
 
-    bunch = load_digits()
-    images = bunch.images.astype(np.uint8)[..., None]  # (1797, 8, 8, 1), values 0..16
-    classes = tuple(str(int(c)) for c in bunch.target_names)
-    return Dataset(images, bunch.target.astype(np.int64), classes, 16.0, "digits")
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as ``load_digits(return_X_y=True)`` gives them: X (1797, 64), y (1797,).
+
+    Read from the CSV that scikit-learn ships (one row per image: 64 pixels 0..16, then the
+    label) without importing scikit-learn, which takes about 3 s and pulls in SciPy: that was
+    most of the prepare stage's run time and of every process that loads the default data.
+    """
+    spec = importlib.util.find_spec("sklearn")  # locates the installed package; imports nothing
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("data.source digits needs scikit-learn installed; pip install scikit-learn")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    try:
+        rows = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    except OSError as e:
+        why = first_line(e)
+        raise DataError(f"{path}: cannot read scikit-learn's digits ({why}); reinstall scikit-learn") from None
+    return rows[:, :-1], rows[:, -1].astype(np.int64)
 
 
 def _make_synthetic(m: int, shape: tuple[int, int, int], n_classes: int, seed: int) -> Dataset:

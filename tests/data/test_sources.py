@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -12,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.config import params_from_dict
-from pipeline.data.sources import load_dataset
+from pipeline.data.sources import digits_arrays, load_dataset
 from pipeline.errors import DataError
 from tests.data.helpers import blobs, save_npz
 
@@ -34,6 +36,20 @@ def test_digits_is_ten_classes_of_8x8_with_range_16(repo: Path) -> None:
     assert ds.classes == tuple(str(k) for k in range(10))
     assert ds.pixel_range == 16.0 and ds.images.max() == 16
     assert np.bincount(ds.labels).min() > 170  # every digit present
+
+
+def test_digits_are_scikit_learns_read_without_importing_it(repo: Path) -> None:
+    script = "import sys; from pipeline.data import sources; sources.digits_arrays(); print('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"  # the ~3 s import is not paid by the prepare stage
+
+    from sklearn.datasets import load_digits
+
+    X, y = digits_arrays()
+    X_sk, y_sk = load_digits(return_X_y=True)
+    np.testing.assert_array_equal(X, X_sk)
+    np.testing.assert_array_equal(y, y_sk)
+    assert X.dtype == X_sk.dtype and y.dtype == y_sk.dtype
 
 
 def test_positive_class_makes_one_vs_rest(repo: Path) -> None:
