@@ -1,36 +1,36 @@
-"""One migrated MLflow sqlite store per test session, copied for each test that needs a fresh store.
+"""One migrated, empty MLflow sqlite store, made once and copied for each test that needs a store.
 
-Creating a sqlite store runs MLflow's migrations (about 4 s); copying the migrated file takes
-milliseconds. The template is made once per session whichever test folders ask for it: a
-``conftest.py`` imports the ``mlflow_template`` fixture (``from tests.mlflow_store import
-mlflow_template``) and copies it with ``fresh_store``.
+Creating a sqlite store runs MLflow's ~50 schema migrations (about 3 s, on top of importing the
+store code); copying the migrated file takes milliseconds. The template lives in pytest's cache
+folder, keyed by the MLflow version, so it is made once per machine and MLflow version, not once
+per test session and xdist worker; a file lock (flock) makes concurrent workers wait for the first one.
+Delete ``.pytest_cache`` (or run ``pytest --cache-clear``) to rebuild it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-_template: Path | None = None  # one per session, even when several conftest files import the fixture
 
+def template_store(cache: pytest.Cache) -> Path:
+    """The migrated, empty sqlite store for the installed MLflow (made on first use)."""
+    folder = cache.mkdir(f"mlflow-template-{version('mlflow')}")
+    db = folder / "mlflow.db"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if not db.is_file():
+            from pipeline.tracking import MlflowClient  # through the package: telemetry off before mlflow loads
 
-def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's migrated, empty sqlite store (made on first use)."""
-    global _template
-    if _template is None or not _template.is_file():
-        from pipeline.tracking import MlflowClient  # through the package: telemetry off before mlflow loads
-
-        db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-        MlflowClient(f"sqlite:///{db}").search_experiments()  # runs the migrations
-        _template = db
-    return _template
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return template_store(tmp_path_factory)
+            building = folder / "building.db"
+            building.unlink(missing_ok=True)
+            MlflowClient(f"sqlite:///{building}").search_experiments()  # runs the migrations
+            building.replace(db)  # whole or absent: an interrupted build is redone next time
+    return db
 
 
 def fresh_store(template: Path, folder: Path) -> str:

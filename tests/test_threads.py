@@ -101,11 +101,12 @@ def test_an_override_wins_whatever_the_size() -> None:
 
 
 def test_busy_cores_elsewhere_are_measured_from_proc_stat() -> None:
-    cores_busy_elsewhere()  # starts the window
-    spin = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass"
-    spinner = subprocess.Popen([sys.executable, "-c", spin])
+    spin = "print('spinning', flush=True)\nwhile True: pass"  # until killed
+    spinner = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)
+        assert spinner.stdout.readline() == "spinning\n"  # it runs: the window starts now
+        cores_busy_elsewhere()
+        time.sleep(0.3)  # the measurement window itself, not a wait for an event
         busy = cores_busy_elsewhere()
     finally:
         spinner.kill()

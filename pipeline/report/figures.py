@@ -1,20 +1,25 @@
-"""The report's figures as PNG bytes (matplotlib, Agg, no pyplot state), ready to embed as base64."""
+"""The report's figures as PNG bytes (matplotlib, Agg, no pyplot state), ready to embed as base64.
+
+matplotlib is imported when the first figure is drawn, not with this module: it takes about a
+second, and the report's sections (and every test that reads them) import this module.
+"""
 
 from __future__ import annotations
 
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from pipeline.report.analysis import Bin
 from pipeline.report.curves import CurvePoint
 from pipeline.report.health import LayerRow
 from pipeline.report.stats import ErrorEstimate, estimate
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TRAIN, DEV, OTHER = "#1f77b4", "#d62728", "#7f7f7f"
 
@@ -25,8 +30,14 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
 def _new(width: float = 6.0, height: float = 3.6, ncols: int = 1) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = _figure(width, height)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     for ax in axes:
         ax.grid(True, alpha=0.3)
@@ -115,6 +126,8 @@ def history_figure(numbers: Sequence[int], values: Sequence[float]) -> bytes:
     fig, (ax,) = _new()
     ax.scatter(numbers, [100 * v for v in values], color=OTHER, label="trial")
     ax.step(numbers, [100 * v for v in np.minimum.accumulate(values)], where="post", color=DEV, label="best so far")
+    from matplotlib.ticker import MaxNLocator
+
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial number")
     ax.set_ylabel("dev error (%)")
@@ -155,6 +168,8 @@ def health_figure(rows: Sequence[LayerRow]) -> bytes:
     """The update ratio (learning rate x ||dW|| / ||W||) of each layer per epoch, log scale."""
     fig, (ax,) = _new()
     layers = sorted({r.layer for r in rows})
+    import matplotlib
+
     cmap = matplotlib.colormaps["viridis"]
     for i, layer in enumerate(layers):
         pts = sorted((r.epoch, r.update_ratio) for r in rows if r.layer == layer)
@@ -200,7 +215,7 @@ def gallery_figure(images: Sequence[np.ndarray], titles: Sequence[str]) -> bytes
     """Misclassified examples in a grid, each with its caption ("true -> predicted (p)")."""
     cols = min(4, len(images))
     rows = -(-len(images) // cols)
-    fig = Figure(figsize=(2.0 * cols, 2.2 * rows), layout="constrained")
+    fig = _figure(2.0 * cols, 2.2 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes:
         ax.axis("off")

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from pipeline.errors import DataError
 from pipeline.study.space import MODEL_KEYS, TRAIN_KEYS
 
@@ -50,6 +48,8 @@ def _clean(x: Any) -> Any:
 
 def read_trials(path: Path) -> list[TrialRow]:
     """Parse the trials CSV; a CSV without ``number``/``state`` columns is a DataError."""
+    import pandas as pd  # here, not at the top: a second to import, and only this reader needs it
+
     try:
         df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:

@@ -130,12 +130,23 @@ def test_fractions_not_summing_to_one_exit_2_through_the_stage(repo: Path, capsy
         ({"split": {"train": "most"}}, "split.train must be a number"),
     ],
 )
-def test_bad_params_exit_2_with_one_line_through_the_cli(tmp_path: Path, overrides: dict, message: str) -> None:
-    write_params(tmp_path, overrides)
+def test_bad_params_exit_2_with_one_line(
+    repo: Path, overrides: dict, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_params(repo, overrides)
+    for stage in ("prepare", "split"):
+        assert cli(stage) == 2
+        assert message in one_error_line(capsys)
+    assert not (repo / "data" / "prepared").exists()
+
+
+def test_bad_params_exit_2_with_one_line_through_a_real_process(tmp_path: Path) -> None:
+    """The exit status a shell sees, and no traceback: checked once in a process of its own."""
+    write_params(tmp_path, {"data": {"sourse": "digits"}})
     for stage in ("prepare", "split"):
         done = run_module(tmp_path, stage)
         lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
+        assert done.returncode == 2 and len(lines) == 1 and "unknown key 'data.sourse'" in lines[0], done.stderr
     assert not (tmp_path / "data").exists()
 
 

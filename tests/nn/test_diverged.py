@@ -4,8 +4,8 @@ import pickle
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
+from pipeline.data.sources import digits_arrays
 from pipeline.nn import Architecture, Diverged, FitOptions, encode_labels, fit, forward, initialize
 from pipeline.nn import train as train_module
 from pipeline.nn.train import exploded_layer
@@ -13,8 +13,8 @@ from pipeline.nn.train import exploded_layer
 
 @pytest.fixture(scope="module")
 def digits():
-    d = load_digits()
-    return (d.data[:600] / 16.0).T, d.target[:600]
+    data, target = digits_arrays()
+    return (data[:600] / 16.0).T, target[:600]
 
 
 def scaled_init(monkeypatch: pytest.MonkeyPatch, scale) -> None:

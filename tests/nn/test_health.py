@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 import pipeline.nn.train as train
+from pipeline.data.sources import digits_arrays
 from pipeline.nn import (
     Architecture,
     FitOptions,
@@ -25,9 +25,9 @@ from pipeline.nn.health import SIGMOID_SATURATION, TANH_SATURATION, layer_health
 
 @pytest.fixture(scope="module")
 def digits():
-    d = load_digits()
-    X = (d.data / 16.0).T
-    return X[:, :1400], d.target[:1400], X[:, 1400:], d.target[1400:]
+    data, target = digits_arrays()
+    X = (data / 16.0).T
+    return X[:, :1400], target[:1400], X[:, 1400:], target[1400:]
 
 
 HP = FitOptions(learning_rate=0.01, epochs=3, batch_size=100, l2_lambda=0.5, keep_prob=0.8)  # 14 batches

@@ -4,8 +4,6 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier
 
 from pipeline.nn import Architecture, compute_cost, encode_labels, forward, gradient_check, initialize, predict
 from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
@@ -38,6 +36,10 @@ def test_gradient_check_catches_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize("activation,sk_activation", [("relu", "relu"), ("tanh", "tanh"), ("sigmoid", "logistic")])
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_cost_and_gradients_match_scikit_learn(activation: str, sk_activation: str, n_classes: int) -> None:
+    # imported here, not at the top: scikit-learn takes ~3 s to import, paid only by the worker running this
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
     rng = np.random.default_rng(1)
     m, l2 = 40, 0.3
     X = rng.standard_normal((m, 6))

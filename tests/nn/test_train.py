@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
+from pipeline.data.sources import digits_arrays
 from pipeline.nn import (
     Architecture,
     Diverged,
@@ -27,9 +27,9 @@ from pipeline.report.stats import wilson_interval
 
 @pytest.fixture(scope="module")
 def digits():
-    d = load_digits()
-    X = (d.data / 16.0).T  # (64, 1797), examples as columns
-    return X[:, :1200], d.target[:1200], X[:, 1200:], d.target[1200:]
+    data, target = digits_arrays()
+    X = (data / 16.0).T  # (64, 1797), examples as columns
+    return X[:, :1200], target[:1200], X[:, 1200:], target[1200:]
 
 
 HP = FitOptions(learning_rate=0.01, epochs=8, batch_size=64, optimizer="adam", keep_prob=0.9)
@@ -212,7 +212,7 @@ def test_a_memory_mapped_split_in_the_networks_dtype_is_trained_on_without_a_cop
     import tracemalloc
 
     rng = np.random.default_rng(0)
-    m, n_x = 20_000, 784  # 63 MB of float32
+    m, n_x = 5_000, 784  # 16 MB of float32: a copy stands out against 0.8 MB batches
     np.save(tmp_path / "X.npy", rng.standard_normal((m, n_x), dtype=np.float32))
     X = np.load(tmp_path / "X.npy", mmap_mode="r")
     y = rng.integers(0, 10, m)

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from sklearn.datasets import load_digits
 
 from pipeline import nn
 from pipeline.config import Params, params_from_dict
 from pipeline.data.models import save_model
+from pipeline.data.sources import digits_arrays
 from pipeline.report import figures
 from pipeline.study.space import apply_params, fit_options
 
@@ -46,7 +46,7 @@ def _write(path: Path, obj: object) -> None:
 
 def build_project(root: Path, params: Params, n_trials: int = 4, train_dev: bool = False) -> Path:
     """Write data/split, reports/* and models/final.* under ``root`` as the real stages would."""
-    X, y = load_digits(return_X_y=True)
+    X, y = digits_arrays()
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(y))[:360]
     X, y = ((X[idx] - X[idx].mean(0)) / (X[idx].std(0) + 1e-8)).astype(np.float32), y[idx].astype(np.int64)

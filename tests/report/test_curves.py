@@ -4,14 +4,14 @@ from functools import partial
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from pipeline import nn
+from pipeline.data.sources import digits_arrays
 from pipeline.report.curves import learning_curve
 
 
 def data() -> tuple[np.ndarray, ...]:
-    X, y = load_digits(return_X_y=True)
+    X, y = digits_arrays()
     X = (X / 16.0).astype(np.float32)
     return X[:200], y[:200], X[200:260], y[200:260]
 
@@ -48,12 +48,10 @@ def test_a_diverging_fraction_is_skipped_with_a_note(monkeypatch: pytest.MonkeyP
 
 def test_the_full_fraction_is_exactly_the_final_model() -> None:
     """With the best trial's stream, the curve's last point is the network the train stage ships."""
-    from sklearn.datasets import load_digits
-
     from pipeline.nn import Architecture, FitOptions, error_rate, fit
     from pipeline.study.space import trial_seed
 
-    X, y = load_digits(return_X_y=True)
+    X, y = digits_arrays()
     X = (X / 16.0).astype(np.float32)
     X_train, y_train, X_dev, y_dev = X[:400], y[:400], X[400:500], y[400:500]
     arch = Architecture.build(64, 10, (16,))

@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from pipeline import nn
 from pipeline.config import params_from_dict
+from pipeline.data.sources import digits_arrays
 from pipeline.report.diagnosis import diagnose
 from pipeline.report.health import FLOOR, health_flag, parse_rows
 from pipeline.report.remedies import remedies
@@ -112,7 +112,7 @@ def test_exploding_with_a_suitable_init_lowers_the_step_first() -> None:
 
 def deep_sigmoid_health(init: str) -> tuple[list, float]:
     """Health rows of 5 sigmoid hidden layers trained with plain gradient descent, and its train error."""
-    X, y = load_digits(return_X_y=True)
+    X, y = digits_arrays()
     X = ((X - X.mean(0)) / (X.std(0) + 1e-8)).T
     arch = nn.Architecture.build(64, 10, (32,) * 5, "sigmoid", init)
     result = nn.fit(X, y, arch, nn.FitOptions(learning_rate=0.1, epochs=3, optimizer="gd", batch_size=64), seed=0)

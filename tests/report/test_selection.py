@@ -8,11 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.stats import binomtest
 
 from pipeline.errors import DataError
 from pipeline.report.inputs import DEV_PREDICTIONS, load_inputs
 from pipeline.report.selection import DevPredictions, select
+
+
+def binomtest(*args, **kwargs):
+    """scipy's, imported on first use: scipy.stats takes about a second, paid only where these tests run."""
+    from scipy.stats import binomtest as scipy_binomtest
+
+    return scipy_binomtest(*args, **kwargs)
 
 
 def predictions(rng: np.random.Generator, y: np.ndarray, accuracies: list[float]) -> np.ndarray:

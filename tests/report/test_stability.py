@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from pipeline.config import Params, params_from_dict
+from pipeline.data.sources import digits_arrays
 from pipeline.report.context import build_context
 from pipeline.report.stability import (
     ConfigStability,
@@ -73,7 +73,7 @@ def test_top_trials_by_dev_error() -> None:
 
 
 def digits() -> dict:
-    X, y = load_digits(return_X_y=True)
+    X, y = digits_arrays()
     X = ((X - X.mean(0)) / (X.std(0) + 1e-8)).astype(np.float64)
     order = np.random.default_rng(0).permutation(len(y))
     X, y = X[order], y[order]

@@ -1,7 +1,6 @@
 """Wilson intervals against scipy's and against published values."""
 
 import pytest
-from scipy.stats import binomtest
 
 from pipeline.report.stats import (
     clopper_pearson,
@@ -16,6 +15,13 @@ from pipeline.report.stats import (
     wilson_interval,
     z_value,
 )
+
+
+def binomtest(*args, **kwargs):
+    """scipy's, imported on first use: scipy.stats takes about a second, paid only where these tests run."""
+    from scipy.stats import binomtest as scipy_binomtest
+
+    return scipy_binomtest(*args, **kwargs)
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (5, 10), (1, 100), (10, 10), (3, 18), (17, 1761)])

@@ -19,7 +19,7 @@ from pipeline.report.context import ReportContext, build_context
 from pipeline.report.links import BROWSE
 from pipeline.report.trials import TrialRow
 from pipeline.stages.report import UI_URL_VAR, run_links, ui_base
-from tests.mlflow_store import fresh_store, mlflow_template  # noqa: F401 -- a fixture, registered by importing it
+from tests.mlflow_store import fresh_store
 from tests.report.helpers import inputs
 
 BEST = 1  # the best trial's number in best_params.json
@@ -43,7 +43,7 @@ class Runs:
 
 
 @pytest.fixture
-def runs(mlflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runs:  # noqa: F811
+def runs(mlflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runs:
     uri = fresh_store(mlflow_template, tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv(UI_URL_VAR, raising=False)

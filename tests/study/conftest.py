@@ -56,15 +56,6 @@ def write_params(path: Path, *, n_trials: int = 6, epochs: int = 10, pruner: str
     path.write_text(yaml.safe_dump(params))
 
 
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline import tracking
-
-    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    tracking.MlflowClient(f"sqlite:///{db}").search_experiments()  # migrations once (~4 s)
-    return db
-
-
 class Workspace:
     """A folder with params.yaml, data/split and an MLflow store, and a way to run commands in it."""
 

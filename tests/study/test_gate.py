@@ -8,10 +8,10 @@ import re
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from pipeline import cli
 from pipeline.config import ACTIVATIONS, load_params
+from pipeline.data.sources import digits_arrays
 from pipeline.nn import activations
 from pipeline.paths import SPLIT_DIR
 from pipeline.study.gate import THRESHOLD, gate_architecture, gradient_gate
@@ -21,7 +21,7 @@ from tests.study.conftest import REPO, study_of
 @pytest.fixture
 def digits(workspace):
     """The workspace with the digits images (standardized) as its train split, and the default params."""
-    X, y = load_digits(return_X_y=True)
+    X, y = digits_arrays()
     X = (X - X.mean(0)) / (X.std(0) + 1e-8)
     np.save(SPLIT_DIR / "X_train.npy", X.astype(np.float32))
     np.save(SPLIT_DIR / "y_train.npy", y.astype(np.int64))

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.tracking import MlflowClient
-from tests.mlflow_store import fresh_store, mlflow_template  # noqa: F401 -- a fixture, registered by importing it
+from tests.mlflow_store import fresh_store
 
 
 @pytest.fixture
-def store(mlflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:  # noqa: F811
+def store(mlflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
     """A fresh store at tmp_path/mlflow.db, selected through MLFLOW_TRACKING_URI; returns a client on it."""
     uri = fresh_store(mlflow_template, tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
-from sklearn.datasets import load_digits
 
 from pipeline import tracking
 from pipeline.data.models import load_model, save_model
 from pipeline.data.normalize import Normalizer
+from pipeline.data.sources import digits_arrays
 from pipeline.errors import DataError
 from pipeline.nn import Architecture, FitOptions, fit, predict
 from tests.tracking.test_curves import health_logs
@@ -32,7 +32,7 @@ NAME, ALIAS = "digits-mlp", "champion"
 @pytest.fixture
 def final_model(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     """A small network trained on raw digits, saved as the train stage does; returns (stem, raw rows, labels)."""
-    raw, y = load_digits(return_X_y=True)
+    raw, y = digits_arrays()
     normalizer = Normalizer.fit(raw[:1500], "standardize", 16.0)
     arch = Architecture.build(64, 10, (16,))
     result = fit(normalizer.transform(raw[:1500]).T, y[:1500], arch, FitOptions(learning_rate=0.01, epochs=5), seed=0)
