@@ -8,7 +8,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
@@ -19,6 +18,7 @@ from pipeline.report.compare import headline
 from pipeline.report.diagnosis import REGIME_TAG, TITLES, regime
 from pipeline.report.trials import read_trials
 from pipeline.stages.report import HTML, MARKDOWN, SUMMARY, UI_URL_VAR, publish, write_report
+from tests.lazy import lazy
 from tests.report.conftest import RAW_PARAMS, build_project, small_params
 
 pytestmark = pytest.mark.slow
@@ -45,6 +45,8 @@ SECTIONS = [  # the renderer numbers all but the first two
     "Error analysis (dev)",
     "Confusion matrix (test)",
 ]
+
+pd = lazy("pandas")  # imported when a test first uses it
 
 
 def section_bodies(md: str) -> dict[str, str]:

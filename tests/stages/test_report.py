@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import tracking
 from pipeline.config import Params
 from pipeline.errors import ConfigError
 from pipeline.report.build import build_report
@@ -19,8 +18,11 @@ from pipeline.report.context import ReportContext, build_context
 from pipeline.report.links import BROWSE
 from pipeline.report.trials import TrialRow
 from pipeline.stages.report import UI_URL_VAR, run_links, ui_base
+from tests.lazy import lazy
 from tests.mlflow_store import fresh_store
 from tests.report.helpers import inputs
+
+tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
 
 BEST = 1  # the best trial's number in best_params.json
 

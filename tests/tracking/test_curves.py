@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline import tracking
+from tests.lazy import lazy
+
+tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
 
 
 @dataclass(frozen=True)

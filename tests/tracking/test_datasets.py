@@ -6,13 +6,13 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import mlflow.data.numpy_dataset
 import numpy as np
 import pytest
-from mlflow.exceptions import MlflowException
 
-from pipeline import tracking
-from pipeline.tracking.inputs import log_inputs
+from tests.lazy import lazy
+
+tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
+mlflow = lazy("mlflow")
 
 
 def blobs(m: int, n_x: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +35,8 @@ def no_digest_computed(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def refuse(*args, **kwargs):
         raise AssertionError("MLflow recomputed a dataset digest")
+
+    import mlflow.data.numpy_dataset
 
     monkeypatch.setattr(mlflow.data.numpy_dataset, "compute_numpy_digest", refuse)
 
@@ -100,7 +102,7 @@ class RacingClient:
     def log_inputs(self, run_id: str, datasets: list) -> None:
         self.calls += 1
         if self.calls <= self.failures:
-            raise MlflowException(self.message)
+            raise mlflow.exceptions.MlflowException(self.message)
 
 
 DUPLICATE = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest"
@@ -112,18 +114,18 @@ DUPLICATE = "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experim
 )
 def test_a_dataset_row_inserted_by_another_worker_meanwhile_is_linked_on_a_second_try(message: str) -> None:
     client = RacingClient(failures=1, message=message)
-    log_inputs(client, "run", [])
+    tracking.inputs.log_inputs(client, "run", [])
     assert client.calls == 2
 
 
 def test_other_store_errors_and_a_race_that_never_settles_are_raised() -> None:
     client = RacingClient(failures=1, message="RESOURCE_DOES_NOT_EXIST: run 'x' not found")
-    with pytest.raises(MlflowException, match="not found"):
-        log_inputs(client, "run", [])
+    with pytest.raises(mlflow.exceptions.MlflowException, match="not found"):
+        tracking.inputs.log_inputs(client, "run", [])
     assert client.calls == 1
     client = RacingClient(failures=10, message=DUPLICATE)
-    with pytest.raises(MlflowException, match="UNIQUE"):
-        log_inputs(client, "run", [], attempts=3)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="UNIQUE"):
+        tracking.inputs.log_inputs(client, "run", [], attempts=3)
     assert client.calls == 3
 
 

@@ -12,11 +12,12 @@ import time
 
 import numpy as np
 import pytest
-from mlflow.exceptions import MlflowException
 
-from pipeline import tracking
 from pipeline.nn import EpochLog
-from pipeline.tracking import outbox, trial_run
+from tests.lazy import lazy
+
+tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
+mlflow = lazy("mlflow")
 
 
 def closed_port() -> str:
@@ -26,10 +27,10 @@ def closed_port() -> str:
 
 
 @pytest.fixture
-def box(monkeypatch: pytest.MonkeyPatch) -> outbox.Outbox:
+def box(monkeypatch: pytest.MonkeyPatch) -> tracking.outbox.Outbox:
     """A fresh outbox for this test (the process's one is shared), no retries on refused connections."""
-    fresh = outbox.Outbox()
-    for module in (outbox, trial_run):
+    fresh = tracking.outbox.Outbox()
+    for module in (tracking.outbox, tracking.trial_run):
         monkeypatch.setattr(module, "OUTBOX", fresh)
     monkeypatch.setattr(tracking, "OUTBOX", fresh)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -57,13 +58,15 @@ def test_the_package_bounds_mlflow_http_retries_unless_the_user_set_them() -> No
 
 def test_store_failures_are_one_line_naming_the_store_the_cause_and_what_to_do(store) -> None:
     lines = ["(raised as a result of Query-invoked autoflush)", "(sqlite3.OperationalError) database or disk is full"]
-    full = MlflowException("\n".join([*lines, "[SQL: INSERT INTO runs ...]"]))
+    full = mlflow.exceptions.MlflowException("\n".join([*lines, "[SQL: INSERT INTO runs ...]"]))
     error = tracking.store.store_error(full)
     text = str(error)
     assert "\n" not in text and "mlflow.db" in text and "the disk is full" in text and "free space" in text
     assert "(sqlite3.OperationalError) database or disk is full" in text  # the driver's line, not the first
     assert not isinstance(error, tracking.TrackingUnreachable)
-    refused = MlflowException("API request to http://x/api failed with exception Max retries exceeded")
+    refused = mlflow.exceptions.MlflowException(
+        "API request to http://x/api failed with exception Max retries exceeded"
+    )
     assert isinstance(tracking.store.store_error(refused), tracking.TrackingUnreachable)
 
 
@@ -106,7 +109,7 @@ def test_a_trial_run_waits_while_the_server_is_away_and_is_written_when_it_retur
 
 def test_the_outbox_is_bounded_and_counts_what_it_loses(store, box, monkeypatch) -> None:
     parent = tracking.prepare_study_run("digits", None, {})
-    monkeypatch.setattr(outbox, "MAX_POINTS", 5)
+    monkeypatch.setattr(tracking.outbox, "MAX_POINTS", 5)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port())
     with tracking.TrialRun(parent, "digits", 0, {}, flush_every=1) as run:
         for log in logs(4):  # 3 points an epoch: 12 points, 5 kept

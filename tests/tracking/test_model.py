@@ -14,17 +14,19 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from mlflow.exceptions import MlflowException
 
-from pipeline import tracking
 from pipeline.data.models import load_model, save_model
 from pipeline.data.normalize import Normalizer
 from pipeline.data.sources import digits_arrays
 from pipeline.errors import DataError
 from pipeline.nn import Architecture, FitOptions, fit, predict
+from tests.lazy import lazy
 from tests.tracking.test_curves import health_logs
+
+tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
+mlflow = lazy("mlflow")
+pd = lazy("pandas")
 
 NAME, ALIAS = "digits-mlp", "champion"
 
@@ -101,7 +103,7 @@ def test_final_model_is_pickle_free_registered_and_predicts_raw_rows(store, fina
     np.testing.assert_array_equal(model.predict(rows), want)
     np.testing.assert_array_equal(model.predict(pd.DataFrame(rows)), want)
     assert '"dtype": "float64", "shape": [-1, 64]' in mlmodel  # the schema, whatever the example's dtype
-    with pytest.raises(MlflowException, match="dtype"):
+    with pytest.raises(mlflow.exceptions.MlflowException, match="dtype"):
         model.predict(rows.astype(np.float32))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline import tracking
+from tests.lazy import lazy
+
+tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
 
 
 def test_run_status_is_none_for_a_missing_or_deleted_run(store) -> None:

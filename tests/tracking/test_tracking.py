@@ -8,10 +8,12 @@ import numpy as np
 import optuna
 import pytest
 
-from pipeline import tracking
 from pipeline.errors import StorageError
 from pipeline.nn import EpochLog
 from pipeline.paths import repo_root
+from tests.lazy import lazy
+
+tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
 
 
 def epochs(n: int, seed: int = 0) -> list[EpochLog]:
