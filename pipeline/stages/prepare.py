@@ -54,6 +54,8 @@ def prepare(params: Params, root: str | Path = ".") -> dict[str, Any]:
     if target is not None:
         t = params.data.target
         meta["target"] = {"source": target.source, "path": t.path, "n_examples": len(target.images)}
+    if params.data.source == "synthetic":
+        meta["synthetic"] = synthetic_meta(params.data.synthetic.label_noise, n_x)
     with atomic_dir(root / PREPARED_DIR) as tmp:
         # write X in chunks straight into the .npy so a large source never needs a float64 copy
         X = np.lib.format.open_memmap(tmp / "X.npy", mode="w+", dtype=np.float32, shape=(m, n_x))
@@ -72,3 +74,12 @@ def prepare(params: Params, root: str | Path = ".") -> dict[str, Any]:
             atomic_save_npy(tmp / "origin.npy", origin)
         atomic_write_json(tmp / "meta.json", meta)
     return meta
+
+
+def synthetic_meta(label_noise: float, n_x: int) -> dict[str, Any]:
+    """What meta.json records of the synthetic source: its label noise and the Bayes error it sets.
+
+    The Bayes error is ``label_noise`` when an image alone says its class, which holds from 64 pixels
+    on (``sources._make_synthetic``); below that the prototypes overlap and it is not known (null).
+    """
+    return {"label_noise": label_noise, "bayes_error": label_noise if n_x >= 64 else None}
