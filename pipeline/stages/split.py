@@ -17,7 +17,7 @@ from pipeline.config import Params, load_params
 from pipeline.data.normalize import Normalizer, chunk_rows
 from pipeline.data.split import find_duplicates, split_rows
 from pipeline.data.store import load_origin, load_prepared
-from pipeline.io import atomic_dir, atomic_save_npy, atomic_write_json
+from pipeline.io import atomic_dir, atomic_save_npy, atomic_save_npy_blocks, atomic_write_json
 from pipeline.paths import SPLIT_DIR, SPLIT_REPORT, SPLITS
 
 
@@ -78,9 +78,6 @@ def split(params: Params, root: str | Path = ".") -> dict[str, Any]:
 
 def _write_rows(path: Path, X: np.ndarray, rows: np.ndarray, normalizer: Normalizer) -> None:
     """Normalize the chosen rows chunk by chunk straight into a new .npy (bounded memory)."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(rows), X.shape[1]))
     chunk = chunk_rows(X.shape[1])
-    for i in range(0, len(rows), chunk):
-        out[i : i + chunk] = normalizer.transform(X[rows[i : i + chunk]])
-    out.flush()
-    del out
+    blocks = (normalizer.transform(X[rows[i : i + chunk]]) for i in range(0, len(rows), chunk))
+    atomic_save_npy_blocks(path, (len(rows), X.shape[1]), np.float32, blocks)

@@ -324,3 +324,33 @@ def test_label_noise_must_leave_the_true_class_the_most_frequent() -> None:
     with pytest.raises(ConfigError, match=r"data.synthetic.label_noise must lie in \[0, 0.5\) for 2 classes"):
         params_from_dict({"data": {"source": "synthetic", "synthetic": {"n_classes": 2, "label_noise": 0.5}}})
     params_from_dict({"data": {"source": "synthetic", "synthetic": {"n_classes": 10, "label_noise": 0.85}}})
+
+
+def test_prepare_streams_the_synthetic_source_and_records_its_bayes_error(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the images nor the float32 rows are ever whole in memory: prepare holds one chunk."""
+    import tracemalloc
+
+    from pipeline.config import load_params
+    from pipeline.data import sources
+    from pipeline.stages import prepare as prepare_stage
+    from tests.data.helpers import write_params
+
+    monkeypatch.setattr(sources, "SYNTHETIC_CHUNK_BYTES", 2**18)
+    monkeypatch.setattr(prepare_stage, "BLOCK_PIXELS", 2**18)
+    spec = {"m": 30_000, "height": 28, "width": 28, "channels": 1, "n_classes": 10, "label_noise": 0.1}
+    write_params(repo, {"data": {"source": "synthetic", "synthetic": spec}})
+    params = load_params("params.yaml")
+    tracemalloc.start()
+    try:
+        meta = prepare_stage.prepare(params)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    uint8_bytes = 30_000 * 784  # 23.5 MB; the float32 rows are 4x that
+    assert peak < uint8_bytes / 3, f"peak {peak / 1e6:.1f} MB against {uint8_bytes / 1e6:.1f} MB of images"
+    assert meta["synthetic"] == {"label_noise": 0.1, "bayes_error": 0.1}
+    X = np.load("data/prepared/X.npy", mmap_mode="r")
+    images, _ = _old_synthetic(30_000, (28, 28, 1), 10, params.seed)
+    np.testing.assert_array_equal(X[-100:], images[-100:].reshape(100, -1).astype(np.float32))
