@@ -144,7 +144,24 @@ def load_npy(path: str | Path, mmap: bool = True) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: not found; run the stage that writes it first (dvc repro)") from None
     except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({first_line(e)})") from None
+        if mmap and _readable_npy(path):  # a sound file that cannot be mapped (address space, file system)
+            raise DataError(
+                f"{path}: cannot be memory-mapped ({first_line(e)}); raise the address-space limit (ulimit -v) "
+                "or move the data to a local file system"
+            ) from None
+        raise DataError(f"{path}: not a readable .npy array ({first_line(e)}); rerun the stage writing it") from None
+
+
+def _readable_npy(path: Path) -> bool:
+    """Whether ``path`` holds a complete .npy header and as many bytes as it promises."""
+    try:
+        with open(path, "rb") as f:
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(f)
+            return os.fstat(f.fileno()).st_size >= f.tell() + int(np.prod(shape)) * dtype.itemsize
+    except (ValueError, OSError, EOFError):
+        return False
 
 
 def read_json(path: str | Path) -> Any:

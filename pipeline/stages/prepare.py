@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Params, load_params
+from pipeline.data.memory import check_working_set, split_set
 from pipeline.data.sources import Dataset, load_dataset, load_target
 from pipeline.io import atomic_dir, atomic_save_npy, atomic_save_npy_blocks, atomic_write_json
 from pipeline.paths import PREPARED_DIR
@@ -57,6 +58,14 @@ def prepare(params: Params, root: str | Path = ".") -> dict[str, Any]:
         meta["target"] = {"source": target.source, "path": t.path, "n_examples": len(target.images)}
     if params.data.source == "synthetic":
         meta["synthetic"] = synthetic_meta(params.data.synthetic.label_noise, n_x)
+    # The split stage reads these rows next, mapped: refuse here, before writing them, if they cannot fit.
+    held = sum(p.images.nbytes for p in parts if isinstance(p.images, np.ndarray))  # freed when prepare ends
+    check_working_set(
+        split_set(m, n_x),
+        f"{PREPARED_DIR / 'X.npy'} ({m} x {n_x} float32 rows, which the split stage maps)",
+        "lower data.synthetic.m" if params.data.source == "synthetic" else "bring fewer or smaller images",
+        freed=held,
+    )
     with atomic_dir(root / PREPARED_DIR) as tmp:
         # X streams to disk in chunks: neither a float copy of the source nor the file is ever in memory
         atomic_save_npy_blocks(tmp / "X.npy", (m, n_x), np.float32, _row_blocks(parts, n_x))
