@@ -62,10 +62,17 @@ class SyntheticParams:
     width: int = 8
     channels: int = 1
     n_classes: int = 2
+    # the fraction of labels replaced by another class, uniformly: the data's Bayes error (sources.py)
+    label_noise: float = 0.0
 
     def __post_init__(self) -> None:
         _check(min(self.m, self.height, self.width, self.channels) >= 1, "data.synthetic sizes must be >= 1")
         _check(self.n_classes >= 2, "data.synthetic.n_classes must be >= 2")
+        most = (self.n_classes - 1) / self.n_classes  # at this noise a label says nothing about its image
+        _check(
+            0.0 <= self.label_noise < most,
+            f"data.synthetic.label_noise must lie in [0, {most:g}) for {self.n_classes} classes",
+        )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,6 +24,7 @@ from pipeline.errors import DataError, first_line
 __all__ = [
     "atomic_dir",
     "atomic_save_npy",
+    "atomic_save_npy_blocks",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -71,6 +72,43 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
+def atomic_save_npy_blocks(
+    path: str | Path, shape: tuple[int, int], dtype: np.dtype | type, blocks: Iterable[np.ndarray]
+) -> Path:
+    """Save an array of ``shape`` given as consecutive row ``blocks``, atomically, holding one block at a time.
+
+    The same bytes as ``np.save`` of the whole array. The file is written, not memory-mapped, so
+    what was written is page cache the kernel flushes and reclaims, never part of this process's
+    resident memory (a mapped output of several GB would be). Refused (DataError) before writing
+    when the disk has less room than the array.
+    """
+    path, dtype = Path(path), np.dtype(dtype)
+    n_bytes = int(np.prod(shape)) * dtype.itemsize
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if n_bytes > free:
+        raise DataError(
+            f"{path}: needs {_size(n_bytes)} on disk but {_size(free)} are free there; "
+            "free disk space or bring less data"
+        )
+
+    def write(f: BinaryIO) -> None:
+        np.lib.format.write_array_header_1_0(f, {"descr": dtype.str, "fortran_order": False, "shape": tuple(shape)})
+        rows = 0
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=dtype).reshape(-1, *shape[1:])
+            f.write(memoryview(block).cast("B"))
+            rows += len(block)
+        if rows != shape[0]:  # a bug in the caller: never leave a file whose header lies
+            raise ValueError(f"{path}: {rows} rows written for a header of {shape[0]}")
+
+    return atomic_write(path, write)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**27 else f"{n / 2**20:.0f} MiB"
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it replaces ``path`` as a whole, on error it is removed.
@@ -106,7 +144,24 @@ def load_npy(path: str | Path, mmap: bool = True) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"{path}: not found; run the stage that writes it first (dvc repro)") from None
     except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({first_line(e)})") from None
+        if mmap and _readable_npy(path):  # a sound file that cannot be mapped (address space, file system)
+            raise DataError(
+                f"{path}: cannot be memory-mapped ({first_line(e)}); raise the address-space limit (ulimit -v) "
+                "or move the data to a local file system"
+            ) from None
+        raise DataError(f"{path}: not a readable .npy array ({first_line(e)}); rerun the stage writing it") from None
+
+
+def _readable_npy(path: Path) -> bool:
+    """Whether ``path`` holds a complete .npy header and as many bytes as it promises."""
+    try:
+        with open(path, "rb") as f:
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(f)
+            return os.fstat(f.fileno()).st_size >= f.tell() + int(np.prod(shape)) * dtype.itemsize
+    except (ValueError, OSError, EOFError):
+        return False
 
 
 def read_json(path: str | Path) -> Any:

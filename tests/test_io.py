@@ -84,3 +84,25 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_npy_blocks_give_np_saves_bytes_without_a_mapped_output(tmp_path: Path) -> None:
+    a = np.random.default_rng(0).random((1000, 37)).astype(np.float32)
+    blocks = (a[i : i + 77].astype(np.float64) for i in range(0, 1000, 77))  # converted to the file's dtype
+    io.atomic_save_npy_blocks(tmp_path / "a.npy", a.shape, np.float32, blocks)
+    np.save(tmp_path / "b.npy", a)
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+    io.atomic_save_npy_blocks(tmp_path / "e.npy", (0, 5), np.float32, [])
+    assert np.load(tmp_path / "e.npy").shape == (0, 5)
+
+
+def test_npy_blocks_refuse_a_full_disk_and_a_short_array(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    with pytest.raises(ValueError, match="2 rows written for a header of 3"):
+        io.atomic_save_npy_blocks(tmp_path / "short.npy", (3, 2), np.float32, [np.zeros((2, 2))])
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage._replace(free=2**20))
+    with pytest.raises(DataError, match=r"big.npy: needs 4 MiB on disk but 1 MiB are free there; free disk space"):
+        io.atomic_save_npy_blocks(tmp_path / "big.npy", (2**20, 1), np.float32, [])
+    assert not list(tmp_path.iterdir())  # no file, no temporary

@@ -222,11 +222,30 @@ def backward(
     return grads
 
 
+# Prediction runs over chunks of columns, so that the activations of a million examples are never
+# alive at once: each layer's chunk stays near this many bytes (pipeline.data.memory counts it).
+PREDICT_BYTES = 2**24
+
+
+def _column_chunks(X: np.ndarray, arch: Architecture) -> list[slice]:
+    widest = max(arch.layer_dims[1:])
+    step = max(1, PREDICT_BYTES // (np.dtype(arch.dtype).itemsize * widest))
+    m = X.shape[1]
+    return [slice(i, i + step) for i in range(0, m, step)] or [slice(0, 0)]
+
+
 def predict_proba(X: np.ndarray, weights: Weights, arch: Architecture) -> np.ndarray:
     """Output probabilities (n_out, m): P(y=1) for a sigmoid output, class columns for softmax."""
-    ZL, _ = forward(X.astype(arch.dtype, copy=False), weights, arch)
     probabilities, _ = OUTPUTS[arch.output]
-    return probabilities(ZL)
+    chunks = _column_chunks(X, arch)
+    if len(chunks) == 1:
+        ZL, _ = forward(X.astype(arch.dtype, copy=False), weights, arch)
+        return probabilities(ZL)
+    out = np.empty((arch.layer_dims[-1], X.shape[1]), dtype=arch.dtype, order="F")
+    for c in chunks:  # each chunk converted on its own: a float32 file is never copied whole
+        ZL, _ = forward(X[:, c].astype(arch.dtype, copy=False), weights, arch)
+        out[:, c] = probabilities(ZL)
+    return out
 
 
 def labels_from_logits(ZL: np.ndarray, arch: Architecture) -> np.ndarray:
@@ -237,8 +256,15 @@ def labels_from_logits(ZL: np.ndarray, arch: Architecture) -> np.ndarray:
 
 def predict(X: np.ndarray, weights: Weights, arch: Architecture) -> np.ndarray:
     """Predicted integer labels (m,); deterministic, no dropout."""
-    ZL, _ = forward(X.astype(arch.dtype, copy=False), weights, arch)
-    return labels_from_logits(ZL, arch)
+    chunks = _column_chunks(X, arch)
+    if len(chunks) == 1:
+        ZL, _ = forward(X.astype(arch.dtype, copy=False), weights, arch)
+        return labels_from_logits(ZL, arch)
+    out = np.empty(X.shape[1], dtype=np.int64)
+    for c in chunks:
+        ZL, _ = forward(X[:, c].astype(arch.dtype, copy=False), weights, arch)
+        out[c] = labels_from_logits(ZL, arch)
+    return out
 
 
 def error_rate(X: np.ndarray, y: np.ndarray, weights: Weights, arch: Architecture) -> float:

@@ -58,8 +58,11 @@ def learning_curve(
     points, notes = [], []
     for fraction in sorted(set(fractions)):
         k = max(1, round(fraction * m))
-        idx = np.sort(order[:k])  # sorted: the memory-mapped rows are read in file order
-        X, y = np.asarray(X_train[idx]).T, np.asarray(y_train[idx])
+        if k == m:  # all of train: the file itself (X.T of its map), as the train stage fits it, no copy
+            X, y = np.asarray(X_train).T, np.asarray(y_train)
+        else:
+            idx = np.sort(order[:k])  # sorted: the memory-mapped rows are read in file order
+            X, y = np.asarray(X_train[idx]).T, np.asarray(y_train[idx])
         try:
             result = fit(X, y, arch, hp, seed=stream())
         except Diverged as e:

@@ -8,14 +8,16 @@ with ``data.target`` the target examples follow the primary ones and ``origin.np
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.config import Params, load_params
-from pipeline.data.sources import load_dataset, load_target
-from pipeline.io import atomic_dir, atomic_save_npy, atomic_write_json
+from pipeline.data.memory import check_working_set, split_set
+from pipeline.data.sources import Dataset, load_dataset, load_target
+from pipeline.io import atomic_dir, atomic_save_npy, atomic_save_npy_blocks, atomic_write_json
 from pipeline.paths import PREPARED_DIR
 
 
@@ -54,21 +56,42 @@ def prepare(params: Params, root: str | Path = ".") -> dict[str, Any]:
     if target is not None:
         t = params.data.target
         meta["target"] = {"source": target.source, "path": t.path, "n_examples": len(target.images)}
+    if params.data.source == "synthetic":
+        meta["synthetic"] = synthetic_meta(params.data.synthetic.label_noise, n_x)
+    # The split stage reads these rows next, mapped: refuse here, before writing them, if they cannot fit.
+    held = sum(p.images.nbytes for p in parts if isinstance(p.images, np.ndarray))  # freed when prepare ends
+    check_working_set(
+        split_set(m, n_x),
+        f"{PREPARED_DIR / 'X.npy'} ({m} x {n_x} float32 rows, which the split stage maps)",
+        "lower data.synthetic.m" if params.data.source == "synthetic" else "bring fewer or smaller images",
+        freed=held,
+    )
     with atomic_dir(root / PREPARED_DIR) as tmp:
-        # write X in chunks straight into the .npy so a large source never needs a float64 copy
-        X = np.lib.format.open_memmap(tmp / "X.npy", mode="w+", dtype=np.float32, shape=(m, n_x))
-        chunk = max(1, 2**24 // max(1, n_x))
-        start = 0
-        for part in parts:
-            for i in range(0, len(part.images), chunk):
-                block = part.images[i : i + chunk].reshape(-1, n_x)
-                X[start : start + len(block)] = block
-                start += len(block)
-        X.flush()
-        del X
+        # X streams to disk in chunks: neither a float copy of the source nor the file is ever in memory
+        atomic_save_npy_blocks(tmp / "X.npy", (m, n_x), np.float32, _row_blocks(parts, n_x))
         atomic_save_npy(tmp / "y.npy", np.concatenate([p.labels for p in parts]).astype(np.int64))
         if target is not None:
             origin = np.repeat(np.arange(len(parts), dtype=np.int8), [len(p.images) for p in parts])
             atomic_save_npy(tmp / "origin.npy", origin)
         atomic_write_json(tmp / "meta.json", meta)
     return meta
+
+
+BLOCK_PIXELS = 2**24  # pixels written at a time: 64 MB of float32 rows
+
+
+def _row_blocks(parts: Sequence[Dataset], n_x: int) -> Iterator[np.ndarray]:
+    """Every part's images as float32 rows (k, n_x), BLOCK_PIXELS at a time, in order."""
+    chunk = max(1, BLOCK_PIXELS // max(1, n_x))
+    for part in parts:
+        for i in range(0, len(part.images), chunk):
+            yield part.images[i : i + chunk].reshape(-1, n_x).astype(np.float32)
+
+
+def synthetic_meta(label_noise: float, n_x: int) -> dict[str, Any]:
+    """What meta.json records of the synthetic source: its label noise and the Bayes error it sets.
+
+    The Bayes error is ``label_noise`` when an image alone says its class, which holds from 64 pixels
+    on (``sources._make_synthetic``); below that the prototypes overlap and it is not known (null).
+    """
+    return {"label_noise": label_noise, "bayes_error": label_noise if n_x >= 64 else None}

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pipeline.config import Params, load_params
+from pipeline.data import memory
 from pipeline.errors import ConfigError, StorageError
 from pipeline.io import atomic_write_bytes, atomic_write_json
 from pipeline.paths import DIAGNOSIS_HTML as HTML
@@ -35,10 +36,11 @@ from pipeline.paths import DIAGNOSIS_MD as MARKDOWN
 from pipeline.report.analysis import dev_analysis
 from pipeline.report.build import Report, build_report
 from pipeline.report.context import ReportContext, best_run_id, build_context, regime_tags, trial_run_ids
-from pipeline.report.curves import final_model_curve
+from pipeline.report.curves import final_model_curve, final_settings
 from pipeline.report.diagnosis import REGIME_TAG
-from pipeline.report.inputs import load_inputs
+from pipeline.report.inputs import ReportInputs, load_inputs
 from pipeline.report.links import RunLinks
+from pipeline.report.seeds import free_cores
 from pipeline.report.stability import stability_check
 
 ARTIFACT_DIR = "report"  # the folder of the parent run's artifacts that holds the three files
@@ -90,6 +92,7 @@ def write_report(params: Params, root: str | Path = ".", tracking: bool = False)
     root = Path(root)
     previous, why = read_previous(root / SUMMARY)
     inputs = load_inputs(root)
+    check_memory(inputs, params)
     curve = final_model_curve(inputs, params)
     stability = stability_check(inputs, params)
     ctx = build_context(inputs, params, curve, previous, why, stability, dev_analysis(inputs))
@@ -99,6 +102,23 @@ def write_report(params: Params, root: str | Path = ".", tracking: bool = False)
     atomic_write_bytes(root / HTML, report.html.encode("utf-8"))
     atomic_write_json(root / SUMMARY, report.summary)
     return report
+
+
+def check_memory(inputs: ReportInputs, params: Params) -> None:
+    """DataError (exit 3) before any retraining when the learning curve or the stability fits would not
+    fit in memory (``pipeline.data.memory.report_set``); without train and dev rows nothing is retrained."""
+    classes = (inputs.meta or {}).get("classes")
+    if "train" not in inputs.sizes or "dev" not in inputs.sizes or not classes or not inputs.n_x:
+        return
+    final, _ = final_settings(params, inputs.best)
+    m_train, m_dev = inputs.sizes["train"], inputs.sizes["dev"]
+    workers = memory.stability_workers(params, free_cores())
+    ws = memory.report_set(final, params, inputs.n_x, len(classes), m_train, m_dev, workers)
+    memory.check_working_set(
+        ws,
+        f"report: retraining on {m_train} x {inputs.n_x} rows",
+        "lower report.learning_curve_fractions below 1 or set report.stability_seeds: 0, or bring fewer examples",
+    )
 
 
 def publish(report: Report, paths: Sequence[Path]) -> str:

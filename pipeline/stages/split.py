@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Params, load_params
+from pipeline.data.memory import check_working_set, split_set
 from pipeline.data.normalize import Normalizer, chunk_rows
 from pipeline.data.split import find_duplicates, split_rows
 from pipeline.data.store import load_origin, load_prepared
-from pipeline.io import atomic_dir, atomic_save_npy, atomic_write_json
-from pipeline.paths import SPLIT_DIR, SPLIT_REPORT, SPLITS
+from pipeline.io import atomic_dir, atomic_save_npy, atomic_save_npy_blocks, atomic_write_json
+from pipeline.paths import PREPARED_DIR, SPLIT_DIR, SPLIT_REPORT, SPLITS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,11 @@ def split(params: Params, root: str | Path = ".") -> dict[str, Any]:
     X, y, meta = load_prepared(root)
     classes = list(meta["classes"])
     origin = load_origin(root)
+    check_working_set(
+        split_set(*X.shape),
+        f"{PREPARED_DIR / 'X.npy'} ({X.shape[0]} x {X.shape[1]} float32 rows)",
+        "bring fewer examples and rerun the prepare stage",
+    )
     rows, hashes, dropped = split_rows(X, y, params.split, params.seed, origin)  # hashes: reused below
     normalizer = Normalizer.fit(X, params.prepare.normalize, float(meta["pixel_range"]), rows=rows["train"])
     report = {
@@ -78,9 +84,6 @@ def split(params: Params, root: str | Path = ".") -> dict[str, Any]:
 
 def _write_rows(path: Path, X: np.ndarray, rows: np.ndarray, normalizer: Normalizer) -> None:
     """Normalize the chosen rows chunk by chunk straight into a new .npy (bounded memory)."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(rows), X.shape[1]))
     chunk = chunk_rows(X.shape[1])
-    for i in range(0, len(rows), chunk):
-        out[i : i + chunk] = normalizer.transform(X[rows[i : i + chunk]])
-    out.flush()
-    del out
+    blocks = (normalizer.transform(X[rows[i : i + chunk]]) for i in range(0, len(rows), chunk))
+    atomic_save_npy_blocks(path, (len(rows), X.shape[1]), np.float32, blocks)

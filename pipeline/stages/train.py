@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline import nn
 from pipeline.config import Params, load_params
+from pipeline.data import memory
 from pipeline.data.models import save_model
 from pipeline.data.store import load_normalizer, load_split, split_digest
 from pipeline.errors import DataError, NumericalError
@@ -144,6 +145,11 @@ def train(params: Params, root: str | Path = ".") -> tuple[dict[str, Any], list[
     classes = list(norm_doc["classes"])
     arch = architecture(params.model, X.shape[1], len(classes))
     hp = fit_options(params.train)
+    memory.check_working_set(
+        memory.fit_set(params, X.shape[1], len(classes), len(y), len(y_dev)),
+        f"train: the network {list(arch.layer_dims)} on {len(y)} x {X.shape[1]} rows",
+        "lower train.batch_size (0 is full batch) or model.hidden_layers, or bring fewer examples",
+    )
     # rows on disk, columns in the network: X.T is a free view of the memory-mapped file
     threads = choose_blas_threads(params.train.blas_threads, arch.layer_dims, hp.batch_size, m=len(y))
     with limit_blas_threads(threads):

@@ -24,9 +24,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import load_params
+from pipeline.data import memory
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.io import load_npy
 from pipeline.study import launch
 from pipeline.study.config import PRUNERS, TUNE_OVERRIDES, SweepConfig, SweepState, config_from_params
+from pipeline.study.objective import class_count
 from pipeline.study.signals import DeferredInterrupt, Terminated, exit_code, sigterm_as_interrupt
 from pipeline.study.storage import mask_url
 
@@ -105,6 +108,7 @@ def sweep(cfg: SweepConfig, *, resume: bool | None) -> optuna.Study:
 
 
 def _sweep(cfg: SweepConfig, resume: bool | None) -> optuna.Study:
+    check_memory(cfg)
     study, state = launch.open_sweep(cfg, resume=resume)
     if state.previous is not None:
         print(f"{why_new(state)}: starting study '{state.study_name}'", flush=True)
@@ -140,6 +144,23 @@ def _sweep(cfg: SweepConfig, resume: bool | None) -> optuna.Study:
         print(f"stopped: {cause}")
     print_best(study)
     return study
+
+
+def check_memory(cfg: SweepConfig) -> None:
+    """DataError (exit 3) before anything is created when the workers' trials would not fit in memory:
+    the mapped train and dev rows once, and each worker training the space's largest network
+    (``pipeline.data.memory.tune_set``). Without a split, the fingerprint says what is missing."""
+    paths = [cfg.split_dir / f"X_{name}.npy" for name in ("train", "dev")]
+    if not all(p.exists() for p in paths):
+        return
+    (m_train, n_x), (m_dev, _) = (load_npy(p).shape for p in paths)  # memory-mapped: only the headers are read
+    ws = memory.tune_set(cfg.params, n_x, class_count(cfg.root), m_train, m_dev)
+    memory.check_working_set(
+        ws,
+        f"tune: {cfg.n_workers} worker(s) training up to {cfg.tune.space.n_layers.high} x "
+        f"{cfg.tune.space.n_units.high} units on {m_train} x {n_x} rows",
+        "lower tune.n_workers, tune.space.n_units.high or n_layers.high, or bring fewer examples",
+    )
 
 
 def _finish(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -282,3 +283,90 @@ def test_the_memory_estimate_uses_what_is_available(monkeypatch) -> None:
     memory.check_fits(2**29, "half", "fine")
     with pytest.raises(DataError, match=r"needs about 2.0 GiB in memory but 1.0 GiB are available; bring less"):
         memory.check_fits(2**31, "this", "bring less")
+
+
+# --- synthetic: label noise sets the Bayes error, images stream ----------------------------------------
+
+
+def _old_synthetic(m: int, shape: tuple[int, ...], n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The generator before label noise and streaming, verbatim: label_noise 0 must give its bytes."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    prototypes = rng.uniform(0, 255, size=(n_classes, *shape))
+    labels = rng.permutation(np.arange(m) % n_classes).astype(np.int64)
+    images = np.empty((m, *shape), dtype=np.uint8)
+    chunk = max(1, 2**22 // max(1, int(np.prod(shape))))
+    for i in range(0, m, chunk):
+        y = labels[i : i + chunk]
+        noisy = prototypes[y] + rng.normal(0.0, 60.0, size=(len(y), *shape))
+        images[i : i + chunk] = np.clip(noisy, 0, 255)
+    return images, labels
+
+
+def test_synthetic_without_label_noise_gives_the_earlier_bytes(repo: Path) -> None:
+    spec = {"m": 9000, "height": 28, "width": 28, "channels": 1, "n_classes": 10}  # two generation chunks
+    ds = load(repo, 5, source="synthetic", synthetic=spec)
+    images, labels = _old_synthetic(9000, (28, 28, 1), 10, 5)
+    np.testing.assert_array_equal(np.asarray(ds.images), images)
+    np.testing.assert_array_equal(ds.labels, labels)
+    np.testing.assert_array_equal(ds.images[4000:6000], images[4000:6000])  # across a chunk boundary
+    np.testing.assert_array_equal(ds.images[10:20], images[10:20])  # behind the stream: it restarts
+
+
+def test_synthetic_label_noise_is_the_bayes_error(repo: Path) -> None:
+    """The nearest-prototype classifier (the Bayes classifier: an image says its class) errs on exactly
+    the flipped labels; on held-out images its error is label_noise within a 99.9% binomial interval."""
+    noise, m, k = 0.2, 20_000, 10
+    spec = {"m": m, "height": 8, "width": 8, "channels": 1, "n_classes": k}
+    clean = load(repo, 3, source="synthetic", synthetic=spec)
+    noisy = load(repo, 3, source="synthetic", synthetic={**spec, "label_noise": noise})
+    np.testing.assert_array_equal(np.asarray(noisy.images), np.asarray(clean.images))  # the images do not move
+    flipped = noisy.labels != clean.labels
+    assert flipped.sum() == round(noise * m)  # exactly that fraction, each to another class
+    assert np.bincount(noisy.labels, minlength=k).min() > 0.9 * m / k  # still about balanced
+
+    X = np.asarray(clean.images).reshape(m, -1).astype(np.float64)
+    half = m // 2  # class means from the first half's images and true classes; scored on the second half
+    means = np.stack([X[:half][clean.labels[:half] == c].mean(axis=0) for c in range(k)])
+    nearest = (((X[half:, None, :] - means[None]) ** 2).sum(axis=2)).argmin(axis=1)
+    assert np.array_equal(nearest, clean.labels[half:])  # the images alone identify their class
+    error = float(np.mean(nearest != noisy.labels[half:]))
+    n = m - half
+    assert abs(error - noise) <= 3.29 * math.sqrt(noise * (1 - noise) / n), error
+
+
+def test_label_noise_must_leave_the_true_class_the_most_frequent() -> None:
+    from pipeline.config import ConfigError, params_from_dict
+
+    with pytest.raises(ConfigError, match=r"data.synthetic.label_noise must lie in \[0, 0.5\) for 2 classes"):
+        params_from_dict({"data": {"source": "synthetic", "synthetic": {"n_classes": 2, "label_noise": 0.5}}})
+    params_from_dict({"data": {"source": "synthetic", "synthetic": {"n_classes": 10, "label_noise": 0.85}}})
+
+
+def test_prepare_streams_the_synthetic_source_and_records_its_bayes_error(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the images nor the float32 rows are ever whole in memory: prepare holds one chunk."""
+    import tracemalloc
+
+    from pipeline.config import load_params
+    from pipeline.data import sources
+    from pipeline.stages import prepare as prepare_stage
+    from tests.data.helpers import write_params
+
+    monkeypatch.setattr(sources, "SYNTHETIC_CHUNK_BYTES", 2**18)
+    monkeypatch.setattr(prepare_stage, "BLOCK_PIXELS", 2**18)
+    spec = {"m": 30_000, "height": 28, "width": 28, "channels": 1, "n_classes": 10, "label_noise": 0.1}
+    write_params(repo, {"data": {"source": "synthetic", "synthetic": spec}})
+    params = load_params("params.yaml")
+    tracemalloc.start()
+    try:
+        meta = prepare_stage.prepare(params)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    uint8_bytes = 30_000 * 784  # 23.5 MB; the float32 rows are 4x that
+    assert peak < uint8_bytes / 3, f"peak {peak / 1e6:.1f} MB against {uint8_bytes / 1e6:.1f} MB of images"
+    assert meta["synthetic"] == {"label_noise": 0.1, "bayes_error": 0.1}
+    X = np.load("data/prepared/X.npy", mmap_mode="r")
+    images, _ = _old_synthetic(30_000, (28, 28, 1), 10, params.seed)
+    np.testing.assert_array_equal(X[-100:], images[-100:].reshape(100, -1).astype(np.float32))

@@ -139,3 +139,29 @@ def test_architecture_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="hidden_activation"):
         Architecture((4, 3, 1), hidden_activation="swish")
     assert Architecture.build(4, 2).layer_dims == (4, 1)
+
+
+def test_prediction_runs_in_column_chunks_without_copying_the_rows(tmp_path, monkeypatch) -> None:
+    """Chunked prediction gives the labels and probabilities of one pass, and a float64 network on
+    float32 rows converts a chunk at a time, never the whole file."""
+    import tracemalloc
+
+    from pipeline.nn import network
+    from pipeline.nn.network import predict_proba
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "X.npy", rng.standard_normal((5000, 256), dtype=np.float32))
+    X = np.load(tmp_path / "X.npy", mmap_mode="r").T  # (n_x, m) columns of a row-major map
+    arch = Architecture.build(256, 10, (64,), dtype="float64")
+    weights = initialize(arch, np.random.default_rng(1))
+    whole_labels, whole_proba = predict(X, weights, arch), predict_proba(X, weights, arch)
+    monkeypatch.setattr(network, "PREDICT_BYTES", 2**15)  # 64 columns per chunk
+    tracemalloc.start()
+    try:
+        labels = predict(X, weights, arch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(labels, whole_labels)
+    np.testing.assert_allclose(predict_proba(X, weights, arch), whole_proba, rtol=1e-12)
+    assert peak < X.nbytes / 10, f"peak {peak / 1e6:.2f} MB for {X.nbytes / 1e6:.1f} MB of rows"

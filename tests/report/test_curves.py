@@ -90,3 +90,22 @@ def test_final_settings_reject_a_malformed_best_params() -> None:
         final_settings(Params(), {"trial_number": "2", "params": {}})
     with pytest.raises(DataError, match="'params' mapping"):
         final_settings(Params(), {"trial_number": 2})
+
+
+def test_the_full_size_point_trains_on_the_file_itself(tmp_path) -> None:
+    """Fraction 1 reads the memory-mapped train rows as the train stage does: no copy of them."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "X.npy", rng.standard_normal((20_000, 784), dtype=np.float32))  # 63 MB
+    X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    y = rng.integers(0, 10, 20_000)
+    arch = nn.Architecture.build(784, 10, (8,), dtype="float32")
+    hp = nn.FitOptions(learning_rate=0.01, epochs=1, batch_size=256)
+    tracemalloc.start()
+    try:
+        points, _ = learning_curve(X, y, X[:100], y[:100], arch, hp, [1.0], partial(np.random.default_rng, 1))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert points[0].m == 20_000 and peak < X.nbytes / 4, f"peak {peak / 1e6:.1f} MB for {X.nbytes / 1e6:.0f} MB"
