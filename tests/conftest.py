@@ -10,9 +10,9 @@ from tests.mlflow_store import template_store
 
 
 @pytest.fixture(scope="session")
-def mlflow_template(request: pytest.FixtureRequest) -> Path:
+def mlflow_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated, empty MLflow sqlite store to copy (``tests.mlflow_store.fresh_store``); never write to it."""
-    return template_store(request.config.cache)
+    return template_store(request.config, tmp_path_factory)
 
 
 # Test files that import a slow-to-import library in the test process (mlflow ~5 s with its SQL

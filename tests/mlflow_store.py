@@ -10,6 +10,7 @@ Delete ``.pytest_cache`` (or run ``pytest --cache-clear``) to rebuild it.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 from importlib.metadata import version
 from pathlib import Path
@@ -17,9 +18,20 @@ from pathlib import Path
 import pytest
 
 
-def template_store(cache: pytest.Cache) -> Path:
-    """The migrated, empty sqlite store for the installed MLflow (made on first use)."""
-    folder = cache.mkdir(f"mlflow-template-{version('mlflow')}")
+def template_store(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The migrated, empty sqlite store for the installed MLflow (made on first use).
+
+    In pytest's cache folder; with the cache plugin off (``-p no:cacheprovider``), in the
+    session's temporary folder, which xdist workers share (``getbasetemp().parent``).
+    """
+    name = f"mlflow-template-{version('mlflow')}"
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        folder = cache.mkdir(name)
+    else:
+        base = tmp_path_factory.getbasetemp()
+        folder = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / name
+        folder.mkdir(exist_ok=True)
     db = folder / "mlflow.db"
     with open(folder / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
