@@ -16,9 +16,10 @@ def mlflow_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
 
 
 # Test files that import a slow-to-import library in the test process (mlflow ~5 s with its SQL
-# store, scikit-learn ~3 s, scipy.stats ~1 s), each set run on one xdist worker so the other worker never pays the
-# import. Found by running the fast suite with the library's import blocked. Every other file is a
-# unit of its own, as with --dist loadfile: a file's module fixtures stay on one worker.
+# store, scikit-learn ~3 s, scipy.stats ~1 s): each set runs on one xdist worker, so the other
+# worker never pays the import. Found by running the fast suite with the library's import
+# blocked. Every other file is a unit of its own, as with --dist loadfile: a file's module
+# fixtures stay on one worker.
 IMPORT_GROUPS = {
     "mlflow": ("tests/tracking/", "tests/stages/test_report.py", "tests/study/test_study.py", "tests/test_ui.py"),
     "scipy": (  # scikit-learn and scipy.stats

@@ -3,8 +3,8 @@
 Creating a sqlite store runs MLflow's ~50 schema migrations (about 3 s, on top of importing the
 store code); copying the migrated file takes milliseconds. The template lives in pytest's cache
 folder, keyed by the MLflow version, so it is made once per machine and MLflow version, not once
-per test session and xdist worker; a file lock (flock) makes concurrent workers wait for the first one.
-Delete ``.pytest_cache`` (or run ``pytest --cache-clear``) to rebuild it.
+per test session and xdist worker; a file lock (flock) makes concurrent workers wait for the
+first one. Delete ``.pytest_cache`` (or run ``pytest --cache-clear``) to rebuild it.
 """
 
 from __future__ import annotations
