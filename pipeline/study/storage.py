@@ -157,17 +157,30 @@ def _check_sqlite(path: Path) -> None:
 
 
 def _has_tables(path: Path, wait: float = 0.0) -> bool:
-    """Whether the sqlite file holds Optuna's tables, waiting up to ``wait`` s for a creator to finish."""
+    """Whether the sqlite file holds Optuna's tables, waiting up to ``wait`` s for a creator to finish.
+
+    Finished means the tables and Optuna's Alembic version row. Another program opening the new
+    file with Optuna's defaults (a dashboard, a script) creates the tables, then stamps the row; a
+    second process that stamps in between makes that program fail on the row's unique key. A file
+    still empty may be such a creator that has not written yet, so it is waited for too.
+    """
     end = time.monotonic() + wait
     while True:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout())
-        try:
-            found = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'version_info'").fetchone()[0]
-        finally:
-            conn.close()
-        if found or time.monotonic() >= end or path.stat().st_size == 0:
-            return bool(found)
-        time.sleep(0.1)
+        tables, stamped = _schema_state(path)
+        if stamped or time.monotonic() >= end:
+            return tables
+        time.sleep(0.05)
+
+
+def _schema_state(path: Path) -> tuple[bool, bool]:
+    """(Optuna's tables exist, its Alembic version row exists), read without writing."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=lock_timeout())
+    try:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        stamped = "alembic_version" in names and conn.execute("SELECT count(*) FROM alembic_version").fetchone()[0] > 0
+    finally:
+        conn.close()
+    return "version_info" in names, bool(stamped)
 
 
 def _create_sqlite(path: Path) -> None:

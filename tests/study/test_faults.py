@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -319,6 +320,44 @@ def test_an_observer_opening_the_new_database_while_the_launcher_creates_it(work
     assert result.returncode == 0 and "Traceback" not in result.stdout, result.stdout
     assert observer.returncode == 0, err
     assert len(read_study(workspace.default_storage).get_trials(states=COUNTED)) == 2
+
+
+def test_the_launcher_waits_for_another_creator_to_stamp_the_new_database(tmp_path):
+    """A file with Optuna's tables but no Alembic version row yet is another program mid-creation:
+    stamping it too would make that program fail on the row's unique key (seen once in CI), so the
+    launcher waits for the row (or for its deadline) before it opens the storage."""
+    import threading
+
+    from pipeline.study import storage
+
+    done = tmp_path / "done.db"
+    optuna.storages.RDBStorage(f"sqlite:///{done}").engine.dispose()
+    assert storage._has_tables(done, wait=5.0)  # stamped: no wait
+
+    midway = tmp_path / "midway.db"
+    shutil.copyfile(done, midway)
+    with contextlib.closing(sqlite3.connect(midway)) as conn, conn:
+        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        conn.execute("DELETE FROM alembic_version")  # the creator's tables are there, its stamp not yet
+
+    def stamp_later() -> None:
+        time.sleep(0.3)
+        with contextlib.closing(sqlite3.connect(midway)) as conn, conn:
+            conn.execute("INSERT INTO alembic_version VALUES (?)", (revision,))
+
+    stamper = threading.Thread(target=stamp_later)
+    start = time.monotonic()
+    stamper.start()
+    assert storage._has_tables(midway, wait=5.0)
+    waited = time.monotonic() - start
+    stamper.join()
+    assert 0.3 <= waited < 2.0, waited  # until the creator stamped, not to the deadline
+
+    empty = tmp_path / "empty.db"
+    empty.touch()  # a creator that has not written yet, or a file someone made empty
+    start = time.monotonic()
+    assert not storage._has_tables(empty, wait=0.2)
+    assert time.monotonic() - start >= 0.2
 
 
 # --- 4. a tracking server that goes away ----------------------------------------------------------
