@@ -503,10 +503,12 @@ def test_ctrl_c_while_the_sweep_finishes_leaves_no_running_parent(workspace, mlf
 @pytest.mark.postgres
 @pytest.mark.usefixtures("mlflow_store")
 def test_four_workers_fifty_trials_on_postgres_with_a_worker_killed_mid_trial(workspace, pg_url):
-    write_params(workspace.root / "params.yaml", n_trials=50, epochs=3, pruner="none")
+    # 30 epochs, the victim caught in its first 10: at 3 epochs a trial could end between the
+    # poll and the kill, which then hit an idle worker and failed no trial (seen once in CI)
+    write_params(workspace.root / "params.yaml", n_trials=50, epochs=30, pruner="none")
     tiny(workspace.root / "params.yaml")
     proc = workspace.start("sweep", "--storage", pg_url, "--workers", "4", *FAST_HEARTBEAT)
-    victim = wait_for(lambda: running_trial(pg_url), timeout=120)
+    victim = wait_for(lambda: running_trial(pg_url, max_epochs=10), timeout=120)
     os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
