@@ -40,9 +40,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
 from pipeline.config import load_params  # noqa: E402
+from pipeline.data.sources import digits_arrays  # noqa: E402
 from pipeline.paths import SPLIT_DIR  # noqa: E402
 from pipeline.study import launch  # noqa: E402
 from pipeline.study.config import config_from_params  # noqa: E402
@@ -50,7 +50,7 @@ from pipeline.study.config import config_from_params  # noqa: E402
 
 def write_split(folder: Path, seed: int = 0, dev_fraction: float = 0.3) -> int:
     """Digits, standardized with train statistics; returns the dev size."""
-    X, y = load_digits(return_X_y=True)
+    X, y = digits_arrays()
     order = np.random.default_rng(seed).permutation(len(y))
     n_dev = int(len(y) * dev_fraction)
     dev, train = order[:n_dev], order[n_dev:]

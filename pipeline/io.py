@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
+    "gib",
     "load_npy",
     "read_json",
 ]
@@ -88,8 +89,7 @@ def atomic_save_npy_blocks(
     free = shutil.disk_usage(path.parent).free
     if n_bytes > free:
         raise DataError(
-            f"{path}: needs {_size(n_bytes)} on disk but {_size(free)} are free there; "
-            "free disk space or bring less data"
+            f"{path}: needs {gib(n_bytes)} on disk but {gib(free)} are free there; free disk space or bring less data"
         )
 
     def write(f: BinaryIO) -> None:
@@ -105,7 +105,8 @@ def atomic_save_npy_blocks(
     return atomic_write(path, write)
 
 
-def _size(n: int) -> str:
+def gib(n: int) -> str:
+    """A byte count as people read it in a message: GiB from 128 MiB up, MiB below."""
     return f"{n / 2**30:.1f} GiB" if n >= 2**27 else f"{n / 2**20:.0f} MiB"
 
 

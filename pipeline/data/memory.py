@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pipeline.config import Params
 from pipeline.errors import DataError
+from pipeline.io import gib
 
 # A Python process with numpy, optuna and mlflow imported, before any data: about 150-250 MB
 # resident (bench/bench_scale.py measures every process of `dvc repro`). Counted once per process.
@@ -241,7 +242,3 @@ def largest_m(params: Params, n_x: int, n_classes: int, available: int, cores: i
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)
     return low
-
-
-def gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**27 else f"{n / 2**20:.0f} MiB"
