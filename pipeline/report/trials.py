@@ -123,6 +123,8 @@ def importances(rows: list[TrialRow], seed: int) -> tuple[dict[str, float] | Non
         )
     import optuna  # only here: the rest of the report does not need it
 
+    from pipeline.study.importance import param_importances
+
     done = [TrialRow(r.number, r.state, r.value, merged_params(r)) for r in done]
     names = sorted({k for r in done for k in r.params})
     dists: dict[str, Any] = {}
@@ -155,11 +157,7 @@ def importances(rows: list[TrialRow], seed: int) -> tuple[dict[str, float] | Non
         }
         p = {k: int(v) if isinstance(dists[k], optuna.distributions.IntDistribution) else v for k, v in p.items()}
         study.add_trial(optuna.trial.create_trial(params=p, distributions={k: dists[k] for k in p}, value=r.value))
-    try:
-        result = optuna.importance.get_param_importances(study)
-    except (ValueError, RuntimeError, ZeroDivisionError) as e:
-        return None, f"optuna could not compute importances ({e})"
-    result = {k: float(v) for k, v in result.items() if math.isfinite(v)}
+    result = {k: v for k, v in param_importances(study).items() if math.isfinite(v)}
     return (result, "") if result else (None, "optuna returned no finite importance")
 
 

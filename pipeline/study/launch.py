@@ -285,11 +285,12 @@ def finish(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str
             study.set_user_attr("stop_cause", cause)
         if state.parent_run_id is not None:
             from pipeline import tracking
+            from pipeline.study.summary import summarize
 
             effort = study_effort(trials, cfg.params.train.epochs)
             try:
                 tracking.finish_study_run(
-                    state.parent_run_id, study, status, metrics=effort, tags={"sweep.stop_cause": cause}
+                    state.parent_run_id, summarize(study), status, metrics=effort, tags={"sweep.stop_cause": cause}
                 )
             except tracking.TrackingUnreachable as e:
                 notes.append(f"{e}: the parent run stays RUNNING; the next sweep of this study closes it")

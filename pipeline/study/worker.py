@@ -154,10 +154,13 @@ def _at_noise_floor(study: optuna.Study, trials: list[FrozenTrial], n_dev: int, 
 def _close_orphaned_parent(study: optuna.Study, parent_run_id: str) -> None:
     """The launcher is gone: end its parent run KILLED (the first of its workers to get here does)."""
     from pipeline import tracking
+    from pipeline.study.summary import summarize
 
     with contextlib.suppress(PipelineError):  # best effort: the next sweep closes it otherwise
         if tracking.run_status(parent_run_id) == "RUNNING":
-            tracking.finish_study_run(parent_run_id, study, "KILLED", tags={"sweep.stop_cause": "launcher gone"})
+            tracking.finish_study_run(
+                parent_run_id, summarize(study), "KILLED", tags={"sweep.stop_cause": "launcher gone"}
+            )
 
 
 def _run_one(study: optuna.Study, objective: Objective, callbacks: list[TrialCallback]) -> None:

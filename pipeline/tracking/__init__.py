@@ -44,7 +44,6 @@ from pipeline.tracking.study_run import (
     close_dead_parent_runs,
     finish_study_run,
     prepare_study_run,
-    summarize,
 )
 from pipeline.tracking.trial_run import FAIL_CAUSE_TAG, TrialRun, mark_orphans
 
@@ -75,7 +74,6 @@ __all__ = [
     "prepare_study_run",
     "run_status",
     "store_name",
-    "summarize",
     "tag_runs",
     "tracking_uri",
 ]

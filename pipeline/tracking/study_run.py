@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -34,7 +33,7 @@ CLOSED_BY_TAG = "sweep.closed_by"
 
 @dataclass(frozen=True)
 class StudySummary:
-    """What the parent run records about a study; ``summarize(study)`` builds it from an Optuna study."""
+    """What the parent run records about a study; ``pipeline.study.summary.summarize`` builds it."""
 
     trial_counts: Mapping[str, int]  # trials per state, lower case: complete, pruned, fail, running, waiting
     best_params: Mapping[str, Any] | None = None  # None: no trial completed
@@ -42,35 +41,6 @@ class StudySummary:
     best_trial_number: int | None = None
     best_run_id: str = ""  # the best trial's MLflow run
     importances: Mapping[str, float] = field(default_factory=dict)  # empty: too few trials to rank
-
-
-def summarize(study: optuna.Study) -> StudySummary:
-    """The counts, best trial and parameter importances of an Optuna study."""
-    counts = {state.name.lower(): 0 for state in optuna.trial.TrialState}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] += 1
-    try:
-        best = study.best_trial
-    except (ValueError, RuntimeError):  # no finished trial (or a multi-objective study)
-        return StudySummary(counts, importances=_importances(study))
-    return StudySummary(
-        counts,
-        best_params=dict(best.params),
-        best_value=best.value,
-        best_trial_number=best.number,
-        best_run_id=best.user_attrs.get("mlflow_run_id", ""),
-        importances=_importances(study),
-    )
-
-
-def _importances(study: optuna.Study) -> dict[str, float]:
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(complete) < 2:  # Optuna would warn and return equal (meaningless) importances
-        return {}
-    try:
-        return dict(optuna.importance.get_param_importances(study))
-    except (ValueError, RuntimeError):  # nothing varied
-        return {}
 
 
 def prepare_study_run(study_name: str, experiment: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
@@ -90,7 +60,7 @@ def prepare_study_run(study_name: str, experiment: str | None = None, tags: Mapp
 
 def finish_study_run(
     parent_run_id: str,
-    study: StudySummary | optuna.Study,
+    summary: StudySummary,
     status: str = "FINISHED",
     *,
     metrics: Mapping[str, float] | None = None,
@@ -98,24 +68,24 @@ def finish_study_run(
 ) -> None:
     """Log the study's outcome so far to its parent run (best params and value, importances) and end it.
 
-    ``study`` is a ``StudySummary``, or an Optuna study to ``summarize``. The run ends with
+    ``summary`` holds plain values (``pipeline.study.summary.summarize`` builds it from an Optuna
+    study: this package knows nothing of the study's structure). The run ends with
     ``status``: FINISHED, KILLED for a sweep cut short by Ctrl-C or SIGTERM, FAILED for one that
     failed. ``metrics`` and ``tags`` are the caller's own (the sweep's effort, its stop cause).
     A store failure is a ``StorageError``; an unreachable server ``TrackingUnreachable``.
     """
     check_status(status)
     with store_errors():
-        _finish(parent_run_id, study, status, metrics or {}, tags or {})
+        _finish(parent_run_id, summary, status, metrics or {}, tags or {})
 
 
 def _finish(
     parent_run_id: str,
-    study: StudySummary | optuna.Study,
+    summary: StudySummary,
     status: str,
     extra_metrics: Mapping[str, float],
     extra_tags: Mapping[str, Any],
 ) -> None:
-    summary = study if isinstance(study, StudySummary) else summarize(study)
     metrics: dict[str, float] = {f"n_trials_{state}": n for state, n in summary.trial_counts.items()}
     metrics["n_trials"] = sum(summary.trial_counts.values())
     params, tags = {}, {}

@@ -14,6 +14,7 @@ from pipeline.paths import repo_root
 from tests.lazy import lazy
 
 tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
+summary = lazy("pipeline.study.summary")  # it imports tracking
 
 
 def epochs(n: int, seed: int = 0) -> list[EpochLog]:
@@ -189,7 +190,7 @@ def run_study(parent: str, n_trials: int, fail_after: int | None = None) -> optu
 def test_finish_study_run_logs_best_and_importances(store) -> None:
     parent = tracking.prepare_study_run("digits", None, {})
     study = run_study(parent, 6, fail_after=5)
-    tracking.finish_study_run(parent, study)
+    tracking.finish_study_run(parent, summary.summarize(study))
     run = store.get_run(parent)
     assert run.info.status == "FINISHED"
     best = study.best_trial
@@ -206,7 +207,7 @@ def test_finish_study_run_logs_best_and_importances(store) -> None:
 def test_finish_study_run_with_too_few_trials(store) -> None:
     parent = tracking.prepare_study_run("digits", None, {})
     study = run_study(parent, 1)
-    tracking.finish_study_run(parent, study)
+    tracking.finish_study_run(parent, summary.summarize(study))
     run = store.get_run(parent)
     assert run.info.status == "FINISHED"
     assert "importance.none" in run.data.tags and "best_value" in run.data.metrics
