@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,65 @@ from tests.mlflow_store import template_store
 def mlflow_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated, empty MLflow sqlite store to copy (``tests.mlflow_store.fresh_store``); never write to it."""
     return template_store(request.config, tmp_path_factory)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _cache_bytecode(config)
+    _share_the_cores(config)
+
+
+def _share_the_cores(config: pytest.Config) -> None:
+    """Give each xdist worker its share of the cores for BLAS, unless the user set the variable.
+
+    OpenBLAS starts one thread per core in every process, and its idle threads spin: two workers
+    on 2 cores with 2 threads each spent about 6 s of CPU per worker spinning (the fast suite took
+    44 s of wall, not 37). Set in the controller before the workers start, so they and the
+    processes the tests start inherit it; a test that needs more threads sets them itself
+    (threadpoolctl), as the pipeline does per network.
+    """
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, int) and workers > 1 and "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+
+
+def _cache_bytecode(config: pytest.Config) -> None:
+    """Keep compiled modules in pytest's cache folder when the environment forbids them beside the sources.
+
+    With PYTHONDONTWRITEBYTECODE set (as on this project's machines) every xdist worker and every
+    subprocess a test starts compiled each module, and pytest rewrote each test file's asserts,
+    from scratch: about 3.3 s of CPU per worker. A ``pycache_prefix`` inside ``.pytest_cache``
+    keeps the tree as clean as the variable does. Set here, before the test files are imported,
+    and in the environment, which the workers and subprocesses inherit. A prefix the user chose,
+    bytecode already allowed, or ``-p no:cacheprovider`` leave everything as it is.
+    """
+    cache = getattr(config, "cache", None)
+    if cache is None or not sys.dont_write_bytecode or sys.pycache_prefix:
+        return
+    prefix = str(cache.mkdir("pycache"))
+    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+# A valid 1x1 PNG: what every report figure becomes under ``blank_figures``.
+BLANK_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000b49444154789c6360000200000500017a5eab3f0000000049454e44ae426082"
+)
+
+
+@pytest.fixture
+def blank_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every report figure is BLANK_PNG: for tests of a page's text and links, not of its plots.
+
+    Drawing the figures of one report takes about a second of matplotlib; tests that read the
+    figures (tests/report) draw them for real.
+    """
+    from pipeline.report import figures
+
+    for name in dir(figures):
+        if name.endswith("_figure"):
+            monkeypatch.setattr(figures, name, lambda *args, **kwargs: BLANK_PNG)
 
 
 # Test files that import a slow-to-import library in the test process (mlflow ~5 s with its SQL

@@ -23,6 +23,7 @@ from tests.mlflow_store import fresh_store
 from tests.report.helpers import inputs
 
 tracking = lazy("pipeline.tracking")  # mlflow loads when a test first uses it
+pytestmark = pytest.mark.usefixtures("blank_figures")  # the links are tested, not the plots
 
 BEST = 1  # the best trial's number in best_params.json
 
