@@ -1,3 +1,4 @@
 from pipeline.cli import main
+from pipeline.console import exit_with
 
-raise SystemExit(main())
+exit_with(main())

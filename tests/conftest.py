@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,10 @@ def mlflow_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
 def pytest_configure(config: pytest.Config) -> None:
     _cache_bytecode(config)
     _share_the_cores(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    gc.freeze()  # the process is ending: no last collection over mlflow's heap (pipeline.console.exit_with)
 
 
 def _share_the_cores(config: pytest.Config) -> None:

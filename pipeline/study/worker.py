@@ -232,4 +232,6 @@ def _quiet_storage_threads() -> Iterator[None]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pipeline.console import exit_with
+
+    exit_with(main())
