@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +25,23 @@ from tests.data.helpers import write_params
 FAST = {"train": {"epochs": 3, "use_study_best": False}, "model": {"hidden_layers": [16]}}
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Digits prepared and split once for this file; each test gets its own copy (``repo``)."""
+    root = tmp_path_factory.mktemp("prepared")
+    (root / "data" / "raw").mkdir(parents=True)
+    write_params(root, FAST)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert cli("prepare") == 0 and cli("split") == 0
+    return root
+
+
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def repo(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project folder holding prepared and split digits, as the working directory."""
-    (tmp_path / "data" / "raw").mkdir(parents=True)
+    shutil.copytree(prepared, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, FAST)
-    assert cli("prepare") == 0 and cli("split") == 0
     return tmp_path
 
 
