@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import shutil
 import sys
 import typing
@@ -45,7 +46,8 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imported(path: Path) -> set[str]:
+@functools.cache  # every stage's closure reads the same files: parse each once per run
+def _imported(path: Path) -> frozenset[str]:
     """Every pipeline module a file imports anywhere, names as ``python -m`` target, or names as a
     sibling source file (``Path(__file__).with_name("mlflow_model.py")``: code it ships)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -66,7 +68,7 @@ def _imported(path: Path) -> set[str]:
             and (path.parent / node.value).is_file()
         ):
             found.add(f"{here}.{node.value[:-3]}")
-    return {m for m in found if m.startswith("pipeline") and _module_file(m) is not None}
+    return frozenset(m for m in found if m.startswith("pipeline") and _module_file(m) is not None)
 
 
 def closure(module: str) -> set[str]:

@@ -28,10 +28,11 @@ def test_small_networks_pass_for_every_hidden_activation(activation: str, classe
     assert "ok" in out and float(out.split("relative difference ")[1].split()[0]) < 1e-7
 
 
-def test_an_impossible_threshold_fails_with_exit_code_one() -> None:
-    done = gradcheck("--layers", "4,3", "--activation", "tanh", "--l2", "0.5", "--threshold", "1e-30")
-    assert done.returncode == 1
-    assert "FAILED" in done.stdout and "(6, 4, 3, 3)" in done.stdout
+def test_an_impossible_threshold_fails_with_exit_code_one(capsys) -> None:
+    args = ["--params", str(REPO / "params.yaml"), "--layers", "4,3", "--activation", "tanh", "--l2", "0.5"]
+    assert main(["gradcheck", *args, "--threshold", "1e-30"]) == 1  # the exit code: pipeline/__main__.py returns it
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "(6, 4, 3, 3)" in out
 
 
 def test_bad_options_are_one_line_errors_with_exit_code_two(tmp_path: Path, capsys) -> None:
