@@ -7,7 +7,8 @@
 The run happens in a scratch copy of the repository (its tracked and untracked, not ignored files,
 in a fresh git repository), so the workspace's outputs, study and MLflow store are never touched.
 params.yaml there is the workspace's with: ``data.source: synthetic`` at M examples of 28x28x1,
-10 classes and ``--label-noise`` (the Bayes error; ``report.human_error`` is set to it), ``tune``
+10 classes, ``--label-noise`` and ``--separation`` (0.12: the classes overlap, so the study has
+something to find; ``report.human_error`` is set to the Bayes error they make), ``tune``
 with 2 workers and ``--trials`` trials of ``--epochs`` epochs, no pruner, ``train.epochs`` the same,
 and the report without the stability check and with ``--fractions`` as learning-curve fractions.
 Then one ``dvc repro`` runs every stage, as a user would.
@@ -94,6 +95,16 @@ def scratch_copy(dest: Path, env: dict[str, str]) -> None:
         subprocess.run([*GIT, *argv], cwd=dest, env=env, check=True, capture_output=True)
 
 
+def bayes_error(args: argparse.Namespace, seed: int = 0) -> float:
+    """The synthetic data's Bayes error, as prepare will record it (``report.human_error`` is set to it)."""
+    from pipeline.data.sources import _make_synthetic, synthetic_bayes_error
+
+    if args.separation == 1.0:
+        return args.label_noise
+    ds = _make_synthetic(args.m, (28, 28, 1), 10, seed, args.label_noise, args.separation)
+    return round(synthetic_bayes_error(ds.images, args.label_noise)[0], 4)
+
+
 def scale_params(base: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """params.yaml's content for the scale run (see the module docstring)."""
     raw = json.loads(json.dumps(base))
@@ -105,11 +116,16 @@ def scale_params(base: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         "channels": 1,
         "n_classes": 10,
         "label_noise": args.label_noise,
+        "separation": args.separation,
     }
     raw["tune"].update({"n_trials": args.trials, "n_workers": args.workers, "pruner": "none"})
     raw["train"].update({"epochs": args.epochs})
     raw["report"].update(
-        {"human_error": args.label_noise, "stability_seeds": 0, "learning_curve_fractions": args.fractions}
+        {
+            "human_error": bayes_error(args, raw.get("seed", 0)),
+            "stability_seeds": 0,
+            "learning_curve_fractions": args.fractions,
+        }
     )
     return raw
 
@@ -490,7 +506,8 @@ def print_report(
         f"MemTotal {gib(_meminfo('MemTotal'))}; load average at the end {os.getloadavg()[0]:.2f}.  "
     )
     print(
-        f"Settings: label_noise {args.label_noise} (the Bayes error), {args.trials} trials x {args.epochs} epochs, "
+        f"Settings: label_noise {args.label_noise}, separation {args.separation} (Bayes error "
+        f"{meta['synthetic']['bayes_error']}), {args.trials} trials x {args.epochs} epochs, "
         f"no pruner, train {args.epochs} epochs, report without stability, learning-curve fractions "
         f"{args.fractions}; RSS sampled every {args.interval} s ({sampler.samples} samples), PSS in "
         f"{sampler.pss_passes} passes spaced to cost at most {args.pss_share:.0%} of a core; the sampler's own "
@@ -539,7 +556,7 @@ def print_report(
         pss = gib(p.peak_pss) if p.peak_pss else "-"
         print(f"| {p.stage} | {p.role} | {p.pid} | {gib(p.peak_rss)} | {gib(p.peak_anon)} | {pss} |")
     errors = f"train {train['train_error']:.4f}, dev {metrics['dev_error']:.4f}, test {metrics['test_error']:.4f}"
-    print(f"\nFinal model's errors: {errors} (the Bayes error is {args.label_noise}).\n")
+    print(f"\nFinal model's errors: {errors} (the Bayes error is {meta['synthetic']['bayes_error']}).\n")
     print("Seconds per epoch of the study's trials (MLflow train_seconds / epochs) against the references")
     print(f"timed afterwards on {args.slice:,} training rows with the same network, batch and threads:\n")
     print(
@@ -589,6 +606,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=4, help="tune.n_trials")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of every trial and of the train stage")
     parser.add_argument("--label-noise", type=float, default=0.1, help="data.synthetic.label_noise")
+    parser.add_argument(
+        "--separation", type=float, default=0.12, help="data.synthetic.separation (1: trivially separable)"
+    )
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0], help="learning-curve fractions")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory (RSS) samples")
     parser.add_argument(
