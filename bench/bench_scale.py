@@ -7,14 +7,19 @@
 The run happens in a scratch copy of the repository (its tracked and untracked, not ignored files,
 in a fresh git repository), so the workspace's outputs, study and MLflow store are never touched.
 params.yaml there is the workspace's with: ``data.source: synthetic`` at M examples of 28x28x1,
-10 classes and ``--label-noise`` (the Bayes error; ``report.human_error`` is set to it), ``tune``
+10 classes, ``--label-noise`` and ``--separation`` (0.12: the classes overlap, so the study has
+something to find; ``report.human_error`` is set to the Bayes error they make), ``tune``
 with 2 workers and ``--trials`` trials of ``--epochs`` epochs, no pruner, ``train.epochs`` the same,
 and the report without the stability check and with ``--fractions`` as learning-curve fractions.
 Then one ``dvc repro`` runs every stage, as a user would.
 
 Memory is sampled every ``--interval`` seconds over the whole process tree of ``dvc repro``: each
-process's resident set (VmRSS, with its anonymous part RssAnon) from /proc/<pid>/status and its
-proportional set (Pss) from /proc/<pid>/smaps_rollup. RSS counts every mapped page of the split in
+process's resident set (VmRSS, with its anonymous part RssAnon) from /proc/<pid>/status, and its
+proportional set (Pss) from /proc/<pid>/smaps_rollup in passes spaced to cost the sampler at most
+``--pss-share`` of one core (3%), so every PSS number is the max over those passes (``Sampler``).
+Reading smaps_rollup at every sample cost about 130 ms of CPU per sample at 1,000,000 rows (it
+walks the page tables of every process mapping the 3 GB split), most of a core, and slowed the 2
+workers it measured on 2 cores by 1.3-1.4x. RSS counts every mapped page of the split in
 every process that maps it, so 2 workers mapping a 3 GB split show 6 GB of RSS for 3 GB of memory;
 PSS shares each page among the processes that map it, so the sum of PSS over processes is the
 honest total. A process belongs to the stage of its nearest ``python -m pipeline <stage>``
@@ -90,6 +95,16 @@ def scratch_copy(dest: Path, env: dict[str, str]) -> None:
         subprocess.run([*GIT, *argv], cwd=dest, env=env, check=True, capture_output=True)
 
 
+def bayes_error(args: argparse.Namespace, seed: int = 0) -> float:
+    """The synthetic data's Bayes error, as prepare will record it (``report.human_error`` is set to it)."""
+    from pipeline.data.sources import _make_synthetic, synthetic_bayes_error
+
+    if args.separation == 1.0:
+        return args.label_noise
+    ds = _make_synthetic(args.m, (28, 28, 1), 10, seed, args.label_noise, args.separation)
+    return round(synthetic_bayes_error(ds.images, args.label_noise)[0], 4)
+
+
 def scale_params(base: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """params.yaml's content for the scale run (see the module docstring)."""
     raw = json.loads(json.dumps(base))
@@ -101,11 +116,16 @@ def scale_params(base: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         "channels": 1,
         "n_classes": 10,
         "label_noise": args.label_noise,
+        "separation": args.separation,
     }
     raw["tune"].update({"n_trials": args.trials, "n_workers": args.workers, "pruner": "none"})
     raw["train"].update({"epochs": args.epochs})
     raw["report"].update(
-        {"human_error": args.label_noise, "stability_seeds": 0, "learning_curve_fractions": args.fractions}
+        {
+            "human_error": bayes_error(args, raw.get("seed", 0)),
+            "stability_seeds": 0,
+            "learning_curve_fractions": args.fractions,
+        }
     )
     return raw
 
@@ -199,6 +219,7 @@ class StageMemory:
     peak_rss: int = 0
     pids: set[int] = field(default_factory=set)
     busy: list[float] = field(default_factory=list)  # the machine's busy CPU seconds at each sample
+    mine: list[float] = field(default_factory=list)  # the sampler's own CPU seconds at the same samples
 
 
 def busy_seconds() -> float:
@@ -218,14 +239,29 @@ def _cpu(pid: int) -> float:
 
 
 class Sampler:
-    """Samples the memory of every process under ``root`` every ``interval`` seconds, in a thread."""
+    """Samples the memory of every process under ``root`` every ``interval`` seconds, in a thread.
 
-    def __init__(self, root: int, interval: float) -> None:
-        self.root, self.interval = root, interval
+    RSS comes from /proc/<pid>/status at every sample (counters: cheap). PSS comes from
+    /proc/<pid>/smaps_rollup, which walks the process's page tables under its mmap lock: about
+    60 ms of CPU for a process with 3 GB of the split mapped, so reading it every 0.2 s for three
+    such processes kept most of a core busy and slowed the trials it measured (2 workers on 2
+    cores). So PSS is read in passes spaced to cost at most ``pss_share`` of one core: a pass that
+    took d seconds is followed by the next one no sooner than d / pss_share seconds after it began
+    (at 1,000,000 rows about every 4 s with 3 processes mapping the split, 2 s with one). Every PSS
+    peak (per process, per stage, in all) is the max over the passes, exact at each pass; a peak
+    shorter than the spacing can fall between two passes (a stage with no pass shows none). An
+    estimate carried between passes was tried and dropped: two workers growing their share of the
+    same pages counted them twice until the next pass (5.3 GiB for 3.1 GiB).
+    """
+
+    def __init__(self, root: int, interval: float, pss_share: float = 0.03) -> None:
+        self.root, self.interval, self.pss_share = root, interval, pss_share
         self.procs: dict[int, Proc] = {}
         self.stages: dict[str, StageMemory] = {}
         self.peak_pss = self.peak_rss = 0
-        self.samples = 0
+        self.samples = self.pss_passes = 0
+        self.cpu = 0.0  # the sampler thread's own CPU seconds
+        self._pss_due = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._known: dict[int, tuple[str | None, str]] = {}
@@ -262,11 +298,14 @@ class Sampler:
         while not self._stop.is_set():
             began = time.time()
             self.sample(began)
+            self.cpu = time.thread_time()
             self._stop.wait(max(0.0, self.interval - (time.time() - began)))
 
     def sample(self, now: float) -> None:
-        busy = busy_seconds()
+        busy, mine = busy_seconds(), time.thread_time()
         tree = self._tree()
+        pss_pass = time.time() >= self._pss_due
+        pss_seconds = 0.0
         stage_of: dict[int, str] = {}
         totals: dict[str, list[int]] = {}
         all_pss = all_rss = 0
@@ -280,7 +319,11 @@ class Sampler:
             if not status:
                 continue
             rss, anon = _kib(status, "VmRSS"), _kib(status, "RssAnon")
-            pss = _kib(_read(f"/proc/{pid}/smaps_rollup"), "Pss") or rss
+            pss = 0
+            if pss_pass:
+                began = time.perf_counter()
+                pss = _kib(_read(f"/proc/{pid}/smaps_rollup"), "Pss") or rss
+                pss_seconds += time.perf_counter() - began
             p = self.procs.setdefault(pid, Proc(pid, stage, role))
             p.peak_rss, p.peak_anon, p.peak_pss = max(p.peak_rss, rss), max(p.peak_anon, anon), max(p.peak_pss, pss)
             p.cpu = max(p.cpu, _cpu(pid))
@@ -297,20 +340,31 @@ class Sampler:
                 s.end = max(s.end, now + self.interval / 2)  # last seen; the end is half a period later, on average
                 if not s.busy or s.busy[-1] != busy:
                     s.busy.append(busy)
-        for stage, (pss, rss) in totals.items():
+                    s.mine.append(mine)
+        for stage, (pss, rss) in totals.items():  # pss is 0 outside a pass
             if stage in self.stages:
                 self.stages[stage].peak_pss = max(self.stages[stage].peak_pss, pss)
                 self.stages[stage].peak_rss = max(self.stages[stage].peak_rss, rss)
         self.peak_pss, self.peak_rss = max(self.peak_pss, all_pss), max(self.peak_rss, all_rss)
         self.samples += 1
+        if pss_pass:
+            self.pss_passes += 1
+            self._pss_due = now + max(self.interval, pss_seconds / self.pss_share)
 
     def others(self, stage: str) -> float:
-        """Cores that processes outside the tree kept busy while ``stage`` ran (a sampling estimate)."""
+        """Cores that processes outside the tree and the sampler kept busy while ``stage`` ran (an estimate)."""
         s = self.stages[stage]
         if len(s.busy) < 2 or s.end <= s.start:
             return float("nan")
         own = sum(self.procs[p].cpu for p in s.pids)
-        return max(0.0, (s.busy[-1] - s.busy[0] - own) / (s.end - s.start))
+        return max(0.0, (s.busy[-1] - s.busy[0] - own - self.mine(stage) * (s.end - s.start)) / (s.end - s.start))
+
+    def mine(self, stage: str) -> float:
+        """Cores the sampler itself kept busy while ``stage`` ran."""
+        s = self.stages[stage]
+        if len(s.mine) < 2 or s.end <= s.start:
+            return 0.0
+        return (s.mine[-1] - s.mine[0]) / (s.end - s.start)
 
 
 # --- seconds per epoch --------------------------------------------------------------------------------
@@ -410,7 +464,7 @@ def run(args: argparse.Namespace) -> int:
         proc = subprocess.Popen(
             ["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        with Sampler(proc.pid, args.interval) as sampler:
+        with Sampler(proc.pid, args.interval, args.pss_share) as sampler:
             output, _ = proc.communicate()
         wall = time.time() - started
         if proc.returncode != 0:
@@ -452,36 +506,40 @@ def print_report(
         f"MemTotal {gib(_meminfo('MemTotal'))}; load average at the end {os.getloadavg()[0]:.2f}.  "
     )
     print(
-        f"Settings: label_noise {args.label_noise} (the Bayes error), {args.trials} trials x {args.epochs} epochs, "
+        f"Settings: label_noise {args.label_noise}, separation {args.separation} (Bayes error "
+        f"{meta['synthetic']['bayes_error']}), {args.trials} trials x {args.epochs} epochs, "
         f"no pruner, train {args.epochs} epochs, report without stability, learning-curve fractions "
-        f"{args.fractions}; samples every {args.interval} s ({sampler.samples} in all).\n"
+        f"{args.fractions}; RSS sampled every {args.interval} s ({sampler.samples} samples), PSS in "
+        f"{sampler.pss_passes} passes spaced to cost at most {args.pss_share:.0%} of a core; the sampler's own "
+        f"CPU: {sampler.cpu:.1f} s ({sampler.cpu / wall:.3f} of a core).\n"
     )
     print(f"float32 data: {gib(data)} ({m:,} x {n_x} x 4 bytes); goal for the peak total: {gib(goal)}.\n")
     print(
         "The stage's own estimate is the working set it compared with MemAvailable before starting "
         "(pipeline.data.memory; prepare checks the split's). Others' cores: CPU that processes outside "
-        "`dvc repro` used meanwhile.\n"
+        "`dvc repro` and the sampler used meanwhile; sampler's cores: what the sampler itself used.\n"
     )
     print(
         "| stage | wall s | processes | peak total PSS | peak total RSS | largest process RSS (anon) "
-        "| the stage's own estimate | others' cores |"
+        "| the stage's own estimate | others' cores | sampler's cores |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for stage in STAGES:
         s = sampler.stages.get(stage)
         if s is None:
-            print(f"| {stage} | (not seen) | | | | | | |")
+            print(f"| {stage} | (not seen) | | | | | | | |")
             continue
         procs = [sampler.procs[p] for p in s.pids]
         big = max(procs, key=lambda p: p.peak_rss)
         print(
-            f"| {stage} | {s.end - s.start:.1f} | {len(procs)} | {gib(s.peak_pss)} | {gib(s.peak_rss)} | "
+            f"| {stage} | {s.end - s.start:.1f} | {len(procs)} | {gib(s.peak_pss) if s.peak_pss else '-'} | "
+            f"{gib(s.peak_rss)} | "
             f"{gib(big.peak_rss)} ({gib(big.peak_anon)}) | {gib(estimates[stage]) if stage in estimates else '-'} | "
-            f"{sampler.others(stage):.2f} |"
+            f"{sampler.others(stage):.2f} | {sampler.mine(stage):.3f} |"
         )
     print(
         f"| **dvc repro** | **{wall:.1f}** | {len(sampler.procs)} | **{gib(sampler.peak_pss)}** | "
-        f"{gib(sampler.peak_rss)} | | | |"
+        f"{gib(sampler.peak_rss)} | | | | |"
     )
     ok = sampler.peak_pss <= goal
     print(
@@ -495,9 +553,10 @@ def print_report(
     for p in sorted(sampler.procs.values(), key=lambda p: (STAGES.index(p.stage) if p.stage in STAGES else -1, p.pid)):
         if p.peak_rss < 2**24:  # the shells and short helpers
             continue
-        print(f"| {p.stage} | {p.role} | {p.pid} | {gib(p.peak_rss)} | {gib(p.peak_anon)} | {gib(p.peak_pss)} |")
+        pss = gib(p.peak_pss) if p.peak_pss else "-"
+        print(f"| {p.stage} | {p.role} | {p.pid} | {gib(p.peak_rss)} | {gib(p.peak_anon)} | {pss} |")
     errors = f"train {train['train_error']:.4f}, dev {metrics['dev_error']:.4f}, test {metrics['test_error']:.4f}"
-    print(f"\nFinal model's errors: {errors} (the Bayes error is {args.label_noise}).\n")
+    print(f"\nFinal model's errors: {errors} (the Bayes error is {meta['synthetic']['bayes_error']}).\n")
     print("Seconds per epoch of the study's trials (MLflow train_seconds / epochs) against the references")
     print(f"timed afterwards on {args.slice:,} training rows with the same network, batch and threads:\n")
     print(
@@ -547,8 +606,14 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=4, help="tune.n_trials")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of every trial and of the train stage")
     parser.add_argument("--label-noise", type=float, default=0.1, help="data.synthetic.label_noise")
+    parser.add_argument(
+        "--separation", type=float, default=0.12, help="data.synthetic.separation (1: trivially separable)"
+    )
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0], help="learning-curve fractions")
-    parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples")
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory (RSS) samples")
+    parser.add_argument(
+        "--pss-share", type=float, default=0.03, help="the most of one core the PSS passes (smaps_rollup) may take"
+    )
     parser.add_argument("--slice", type=int, default=20000, help="training rows the references are timed on")
     parser.add_argument("--tmp", help="folder for the scratch copy (default: the system's)")
     parser.add_argument("--fits", type=float, metavar="GIB", help="only print the largest m that fits GIB GiB")

@@ -64,6 +64,8 @@ class SyntheticParams:
     n_classes: int = 2
     # the fraction of labels replaced by another class, uniformly: the data's Bayes error (sources.py)
     label_noise: float = 0.0
+    # each prototype's distance from mid-grey, as a factor: below 1 the classes' images overlap (sources.py)
+    separation: float = 1.0
 
     def __post_init__(self) -> None:
         _check(min(self.m, self.height, self.width, self.channels) >= 1, "data.synthetic sizes must be >= 1")
@@ -73,6 +75,7 @@ class SyntheticParams:
             0.0 <= self.label_noise < most,
             f"data.synthetic.label_noise must lie in [0, {most:g}) for {self.n_classes} classes",
         )
+        _check(0.0 < self.separation <= 1.0, "data.synthetic.separation must lie in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import Params, load_params
+from pipeline.config import Params, SyntheticParams, load_params
 from pipeline.data.memory import check_working_set, split_set
-from pipeline.data.sources import Dataset, load_dataset, load_target
+from pipeline.data.sources import Dataset, load_dataset, load_target, synthetic_bayes_error
 from pipeline.io import atomic_dir, atomic_save_npy, atomic_save_npy_blocks, atomic_write_json
 from pipeline.paths import PREPARED_DIR
 
@@ -57,7 +57,7 @@ def prepare(params: Params, root: str | Path = ".") -> dict[str, Any]:
         t = params.data.target
         meta["target"] = {"source": target.source, "path": t.path, "n_examples": len(target.images)}
     if params.data.source == "synthetic":
-        meta["synthetic"] = synthetic_meta(params.data.synthetic.label_noise, n_x)
+        meta["synthetic"] = synthetic_meta(params.data.synthetic, n_x, ds.images)
     # The split stage reads these rows next, mapped: refuse here, before writing them, if they cannot fit.
     held = sum(p.images.nbytes for p in parts if isinstance(p.images, np.ndarray))  # freed when prepare ends
     check_working_set(
@@ -88,10 +88,21 @@ def _row_blocks(parts: Sequence[Dataset], n_x: int) -> Iterator[np.ndarray]:
             yield part.images[i : i + chunk].reshape(-1, n_x).astype(np.float32)
 
 
-def synthetic_meta(label_noise: float, n_x: int) -> dict[str, Any]:
+def synthetic_meta(spec: SyntheticParams, n_x: int, images: Any = None) -> dict[str, Any]:
     """What meta.json records of the synthetic source: its label noise and the Bayes error it sets.
 
-    The Bayes error is ``label_noise`` when an image alone says its class, which holds from 64 pixels
-    on (``sources._make_synthetic``); below that the prototypes overlap and it is not known (null).
+    At ``separation`` 1 the Bayes error is ``label_noise`` when an image alone says its class, which
+    holds from 64 pixels on (``sources._make_synthetic``); below that the prototypes overlap and it
+    is not known (null). Below separation 1 it is computed from the generating model on the first
+    images (``sources.synthetic_bayes_error``, given ``images``) and recorded with its standard error.
     """
-    return {"label_noise": label_noise, "bayes_error": label_noise if n_x >= 64 else None}
+    if spec.separation == 1.0:
+        return {"label_noise": spec.label_noise, "bayes_error": spec.label_noise if n_x >= 64 else None}
+    known = hasattr(images, "prototypes")  # SyntheticImages; None or a plain array: not computed
+    bayes, se = synthetic_bayes_error(images, spec.label_noise) if known else (None, None)
+    return {
+        "label_noise": spec.label_noise,
+        "separation": spec.separation,
+        "bayes_error": None if bayes is None else round(bayes, 4),
+        "bayes_error_se": None if se is None else round(se, 4),
+    }

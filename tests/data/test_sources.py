@@ -342,6 +342,56 @@ def test_label_noise_must_leave_the_true_class_the_most_frequent() -> None:
     params_from_dict({"data": {"source": "synthetic", "synthetic": {"n_classes": 10, "label_noise": 0.85}}})
 
 
+def test_synthetic_separation_one_is_the_default_and_below_one_shrinks_the_prototypes(repo: Path) -> None:
+    spec = {"m": 600, "height": 8, "width": 8, "channels": 1, "n_classes": 3}
+    default = load(repo, 2, source="synthetic", synthetic=spec)
+    one = load(repo, 2, source="synthetic", synthetic={**spec, "separation": 1.0})
+    np.testing.assert_array_equal(np.asarray(one.images), np.asarray(default.images))
+    near = load(repo, 2, source="synthetic", synthetic={**spec, "separation": 0.25})
+    np.testing.assert_array_equal(near.labels, default.labels)  # the labels do not move, only the images
+    spread = lambda ds: float(np.abs(ds.images.prototypes - 127.5).mean())  # noqa: E731
+    assert spread(near) == pytest.approx(0.25 * spread(default))
+
+
+def test_synthetic_bayes_error_below_separation_one_matches_the_nearest_prototype_error(repo: Path) -> None:
+    """The computed Bayes error exceeds label_noise by the overlap, and the nearest-prototype classifier
+    (near the Bayes classifier: the clipping at 0 and 255 is all that separates them) errs about as often."""
+    from pipeline.data.sources import synthetic_bayes_error
+
+    noise, m, k = 0.1, 6000, 10
+    spec = {"m": m, "height": 28, "width": 28, "channels": 1, "n_classes": k, "label_noise": noise}
+    ds = load(repo, 4, source="synthetic", synthetic={**spec, "separation": 0.1})
+    bayes, se = synthetic_bayes_error(ds.images, noise, sample=m)
+    assert bayes > noise + 0.03 and 0 < se < 0.01, (bayes, se)
+    X = np.asarray(ds.images).reshape(m, -1).astype(np.float64)
+    protos = ds.images.prototypes.reshape(k, -1)
+    nearest = (X**2).sum(axis=1)[:, None] - 2 * X @ protos.T + (protos**2).sum(axis=1)[None, :]
+    error = float(np.mean(nearest.argmin(axis=1) != ds.labels))
+    assert abs(error - bayes) <= 3.29 * math.sqrt(bayes * (1 - bayes) / m) + 3 * se, (error, bayes)
+    clean, _ = synthetic_bayes_error(load(repo, 4, source="synthetic", synthetic=spec).images, noise)
+    assert clean == pytest.approx(noise, abs=1e-6)  # far-apart prototypes: the label noise alone
+
+
+def test_synthetic_separation_must_lie_in_zero_to_one() -> None:
+    from pipeline.config import ConfigError
+
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=r"data.synthetic.separation must lie in \(0, 1\]"):
+            params_from_dict({"data": {"source": "synthetic", "synthetic": {"separation": bad}}})
+
+
+def test_prepare_records_the_computed_bayes_error_below_separation_one(repo: Path) -> None:
+    from pipeline.config import load_params
+    from pipeline.stages import prepare as prepare_stage
+    from tests.data.helpers import write_params
+
+    spec = {"m": 2000, "height": 28, "width": 28, "channels": 1, "n_classes": 10, "label_noise": 0.1}
+    write_params(repo, {"data": {"source": "synthetic", "synthetic": {**spec, "separation": 0.1}}})
+    meta = prepare_stage.prepare(load_params("params.yaml"))["synthetic"]
+    assert meta["label_noise"] == 0.1 and meta["separation"] == 0.1
+    assert meta["bayes_error"] > 0.13 and 0 < meta["bayes_error_se"] < 0.02, meta
+
+
 def test_prepare_streams_the_synthetic_source_and_records_its_bayes_error(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
