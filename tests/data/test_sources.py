@@ -302,13 +302,16 @@ def _old_synthetic(m: int, shape: tuple[int, ...], n_classes: int, seed: int) ->
     return images, labels
 
 
-def test_synthetic_without_label_noise_gives_the_earlier_bytes(repo: Path) -> None:
-    spec = {"m": 9000, "height": 28, "width": 28, "channels": 1, "n_classes": 10}  # two generation chunks
+def test_synthetic_without_label_noise_gives_the_earlier_bytes(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.data import sources
+
+    monkeypatch.setattr(sources, "SYNTHETIC_CHUNK_BYTES", 2**16)  # 83 images a chunk; the old code made 5349
+    spec = {"m": 400, "height": 28, "width": 28, "channels": 1, "n_classes": 10}  # five generation chunks
     ds = load(repo, 5, source="synthetic", synthetic=spec)
-    images, labels = _old_synthetic(9000, (28, 28, 1), 10, 5)
+    images, labels = _old_synthetic(400, (28, 28, 1), 10, 5)
     np.testing.assert_array_equal(np.asarray(ds.images), images)
     np.testing.assert_array_equal(ds.labels, labels)
-    np.testing.assert_array_equal(ds.images[4000:6000], images[4000:6000])  # across a chunk boundary
+    np.testing.assert_array_equal(ds.images[40:200], images[40:200])  # across chunk boundaries
     np.testing.assert_array_equal(ds.images[10:20], images[10:20])  # behind the stream: it restarts
 
 
@@ -358,7 +361,7 @@ def test_synthetic_bayes_error_below_separation_one_matches_the_nearest_prototyp
     (near the Bayes classifier: the clipping at 0 and 255 is all that separates them) errs about as often."""
     from pipeline.data.sources import synthetic_bayes_error
 
-    noise, m, k = 0.1, 6000, 10
+    noise, m, k = 0.1, 3000, 10
     spec = {"m": m, "height": 28, "width": 28, "channels": 1, "n_classes": k, "label_noise": noise}
     ds = load(repo, 4, source="synthetic", synthetic={**spec, "separation": 0.1})
     bayes, se = synthetic_bayes_error(ds.images, noise, sample=m)
@@ -403,9 +406,9 @@ def test_prepare_streams_the_synthetic_source_and_records_its_bayes_error(
     from pipeline.stages import prepare as prepare_stage
     from tests.data.helpers import write_params
 
-    monkeypatch.setattr(sources, "SYNTHETIC_CHUNK_BYTES", 2**18)
-    monkeypatch.setattr(prepare_stage, "BLOCK_PIXELS", 2**18)
-    spec = {"m": 30_000, "height": 28, "width": 28, "channels": 1, "n_classes": 10, "label_noise": 0.1}
+    monkeypatch.setattr(sources, "SYNTHETIC_CHUNK_BYTES", 2**16)
+    monkeypatch.setattr(prepare_stage, "BLOCK_PIXELS", 2**16)
+    spec = {"m": 8_000, "height": 28, "width": 28, "channels": 1, "n_classes": 10, "label_noise": 0.1}
     write_params(repo, {"data": {"source": "synthetic", "synthetic": spec}})
     params = load_params("params.yaml")
     tracemalloc.start()
@@ -414,9 +417,9 @@ def test_prepare_streams_the_synthetic_source_and_records_its_bayes_error(
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    uint8_bytes = 30_000 * 784  # 23.5 MB; the float32 rows are 4x that
+    uint8_bytes = 8_000 * 784  # 6.3 MB; the float32 rows are 4x that
     assert peak < uint8_bytes / 3, f"peak {peak / 1e6:.1f} MB against {uint8_bytes / 1e6:.1f} MB of images"
     assert meta["synthetic"] == {"label_noise": 0.1, "bayes_error": 0.1}
     X = np.load("data/prepared/X.npy", mmap_mode="r")
-    images, _ = _old_synthetic(30_000, (28, 28, 1), 10, params.seed)
+    images, _ = _old_synthetic(8_000, (28, 28, 1), 10, params.seed)
     np.testing.assert_array_equal(X[-100:], images[-100:].reshape(100, -1).astype(np.float32))
