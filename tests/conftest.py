@@ -119,7 +119,12 @@ def blank_figures(monkeypatch: pytest.MonkeyPatch) -> None:
 # blocked. Every other file is a unit of its own, as with --dist loadfile: a file's module
 # fixtures stay on one worker.
 IMPORT_GROUPS = {
-    "mlflow": ("tests/tracking/", "tests/stages/test_report.py", "tests/study/test_study.py", "tests/test_ui.py"),
+    "mlflow": (
+        "tests/tracking/",
+        "tests/stages/test_report.py",
+        "tests/study/test_blas_threads.py",
+        "tests/test_ui.py",
+    ),
     "scipy": (  # scikit-learn and scipy.stats
         "tests/test_estimator.py",
         "tests/nn/test_network.py",

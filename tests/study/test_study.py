@@ -238,49 +238,6 @@ def test_a_changed_search_space_on_an_old_study_is_a_config_error(workspace):
         study.optimize(objective, n_trials=1)
 
 
-def blas_pool_at_fit(monkeypatch) -> list[int]:
-    """The BLAS threads in effect each time ``nn.fit`` starts, appended to the returned list."""
-    from threadpoolctl import threadpool_info
-
-    from pipeline import nn
-
-    seen, real_fit = [], nn.fit
-
-    def spy(*args, **kwargs):
-        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(nn, "fit", spy)
-    return seen
-
-
-def test_each_trial_limits_blas_threads(workspace, monkeypatch):
-    seen = blas_pool_at_fit(monkeypatch)
-    params = load_params("params.yaml")
-    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
-    study.optimize(Objective(params, TrialData.read()), n_trials=1)  # digits-size: one thread
-    study.optimize(Objective(params, TrialData.read(), threads=2), n_trials=1)  # as the sweep asks
-    assert seen == [1, 2]
-    assert [t.user_attrs["blas_threads"] for t in study.trials] == [1, 2]
-
-
-def test_the_blas_threads_override_reaches_the_pool_and_the_trial_run(workspace, mlflow_store, monkeypatch):
-    """train.blas_threads in params.yaml sets every trial's BLAS pool; sweep --threads wins over it."""
-    from pipeline import tracking
-
-    seen = blas_pool_at_fit(monkeypatch)
-    params = load_params("params.yaml")
-    params = dataclasses.replace(params, train=dataclasses.replace(params.train, blas_threads=2))
-    parent = tracking.prepare_study_run("digits-mlp")
-    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
-    for cfg in (config_from_params(params), config_from_params(params, threads=1)):  # params.yaml, then --threads 1
-        study.optimize(Objective(params, TrialData.read(), parent, threads=cfg.blas_threads), n_trials=1)
-    assert seen == [2, 1]
-    client = tracking.MlflowClient(mlflow_store)
-    tags = [client.get_run(t.user_attrs["mlflow_run_id"]).data.tags["blas_threads"] for t in study.trials]
-    assert tags == ["2", "1"] and [t.user_attrs["blas_threads"] for t in study.trials] == [2, 1]
-
-
 def test_a_retried_trial_trains_with_the_original_trials_stream(workspace):
     """The heartbeat's retry copy (system attr failed_trial) seeds from the original trial's number."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
