@@ -74,21 +74,19 @@ def _share_the_cores(config: pytest.Config) -> None:
 
 
 def _cache_bytecode(config: pytest.Config) -> None:
-    """Keep compiled modules in pytest's cache folder when the environment forbids them beside the sources.
+    """Let the test processes cache compiled modules, as Python does by default.
 
     With PYTHONDONTWRITEBYTECODE set (as on this project's machines) every xdist worker and every
-    subprocess a test starts compiled each module, and pytest rewrote each test file's asserts,
-    from scratch: about 3.3 s of CPU per worker. A ``pycache_prefix`` inside ``.pytest_cache``
-    keeps the tree as clean as the variable does. Set here, before the test files are imported,
-    and in the environment, which the workers and subprocesses inherit. A prefix the user chose,
-    bytecode already allowed, or ``-p no:cacheprovider`` leave everything as it is.
+    subprocess a test starts compiled the pipeline's modules, and pytest rewrote each test file's
+    asserts, from scratch: about 3.3 s of CPU per worker. The ``__pycache__`` folders written
+    beside the sources are ignored by git (.gitignore) and by DVC (.dvcignore), so no stage looks
+    changed; the virtual environment's own compiled files are used as they are. Set here, before
+    the test files are imported, and in the environment, which the workers and subprocesses
+    inherit. ``-p no:cacheprovider`` leaves everything as it is.
     """
-    cache = getattr(config, "cache", None)
-    if cache is None or not sys.dont_write_bytecode or sys.pycache_prefix:
+    if getattr(config, "cache", None) is None or not sys.dont_write_bytecode:
         return
-    prefix = str(cache.mkdir("pycache"))
-    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
-    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    sys.dont_write_bytecode = False
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
