@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import subprocess
 import sys
@@ -23,12 +24,17 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
+def repo_params() -> dict[str, Any]:
+    """The repository's params.yaml as a mapping, read once per test process: copy before changing it."""
+    return yaml.load((REPO / "params.yaml").read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+
+
 def write_params(root: Path, overrides: dict[str, Any] | None = None, name: str = "params.yaml") -> Path:
     """Write the repository's params.yaml with overrides applied into root; return its path."""
-    with open(REPO / "params.yaml", encoding="utf-8") as f:
-        base = yaml.safe_load(f)
     path = root / name
-    path.write_text(yaml.safe_dump(merge(base, overrides or {}), sort_keys=False), encoding="utf-8")
+    text = yaml.dump(merge(repo_params(), overrides or {}), Dumper=yaml.CSafeDumper, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -11,6 +11,7 @@ database. Trials train on a small synthetic split so a sweep of several processe
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -31,6 +32,8 @@ import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from tests.data.helpers import repo_params
+
 REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -49,11 +52,11 @@ def write_split(folder: Path, seed: int = 0, m_train: int = 300, m_dev: int = 60
 
 
 def write_params(path: Path, *, n_trials: int = 6, epochs: int = 10, pruner: str = "median", **tune: object) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = copy.deepcopy(repo_params())
     params["train"].update(epochs=epochs, batch_size=32)
     params["tune"].update(n_trials=n_trials, pruner=pruner, startup_trials=2, n_workers=1, storage=None)
     params["tune"].update(tune)
-    path.write_text(yaml.safe_dump(params))
+    path.write_text(yaml.dump(params, Dumper=yaml.CSafeDumper))
 
 
 class Workspace:
