@@ -104,7 +104,7 @@ def exit_with(code: int) -> NoReturn:
 
     A process that imported mlflow holds about 180,000 objects in 2,000 modules; collecting them
     while the interpreter shuts down took 1.1 s of every stage and sweep worker that logs to
-    MLflow (``python -c "import pipeline.tracking"``: 4.2-4.7 s, 3.3-3.6 s with this). The frozen
+    MLflow (``python -c "import pipeline.tracking"``: 4.2-4.8 s, 3.3-3.6 s with this). The frozen
     objects are left to the operating system. atexit handlers still run (MLflow ends an active
     run there) and buffered output is flushed; only objects kept alive by reference cycles are not
     finalized, and every file and store the pipeline writes is closed before a command returns.

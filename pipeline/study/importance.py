@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -24,8 +23,9 @@ _FANOVA = "optuna.importance._fanova._fanova"
 def param_importances(study: optuna.Study) -> dict[str, float]:
     """Normalized PED-ANOVA importances of the study's completed trials; empty when they cannot rank.
 
-    Fewer than two completed trials give Optuna's warning and equal (meaningless) importances, and a
-    study where nothing varied raises: both are empty here.
+    Fewer than two completed trials give Optuna's warning and equal (meaningless) importances, and
+    Optuna raises ValueError or RuntimeError for some degenerate studies: both are
+    empty here.
     """
     if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
         return {}
@@ -41,6 +41,8 @@ def _optuna_importance() -> ModuleType:
         import optuna.importance  # already paid for, or nothing to save
 
         return optuna.importance
+    # Not thread-safe, and need not be: the launcher's end and the report stage import it from their
+    # main thread, with no other thread importing scikit-learn meanwhile.
     hidden = [name for name in ("sklearn", "sklearn.ensemble") if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # makes `import sklearn` raise ImportError
@@ -68,7 +70,7 @@ class _ImportOnCheck:
             return False
         return True
 
-    def check(self) -> Any:
+    def check(self) -> None:
         from sklearn.ensemble import RandomForestRegressor  # raises ImportError where it is missing
 
         self._module.RandomForestRegressor = RandomForestRegressor  # type: ignore[attr-defined]
