@@ -96,13 +96,16 @@ def scratch_copy(dest: Path, env: dict[str, str]) -> None:
 
 
 def bayes_error(args: argparse.Namespace, seed: int = 0) -> float:
-    """The synthetic data's Bayes error, as prepare will record it (``report.human_error`` is set to it)."""
-    from pipeline.data.sources import _make_synthetic, synthetic_bayes_error
+    """The synthetic data's Bayes error as prepare records it (``report.human_error`` is set to it)."""
+    from pipeline.config import DataParams, SyntheticParams
+    from pipeline.data.sources import load_dataset
+    from pipeline.stages.prepare import synthetic_meta
 
-    if args.separation == 1.0:
-        return args.label_noise
-    ds = _make_synthetic(args.m, (28, 28, 1), 10, seed, args.label_noise, args.separation)
-    return round(synthetic_bayes_error(ds.images, args.label_noise)[0], 4)
+    spec = SyntheticParams(
+        m=args.m, height=28, width=28, channels=1, n_classes=10, label_noise=args.label_noise, separation=args.separation
+    )
+    images = load_dataset(DataParams(source="synthetic", synthetic=spec), seed, ROOT).images
+    return synthetic_meta(spec, 28 * 28, images)["bayes_error"]
 
 
 def scale_params(base: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
