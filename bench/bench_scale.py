@@ -102,7 +102,13 @@ def bayes_error(args: argparse.Namespace, seed: int = 0) -> float:
     from pipeline.stages.prepare import synthetic_meta
 
     spec = SyntheticParams(
-        m=args.m, height=28, width=28, channels=1, n_classes=10, label_noise=args.label_noise, separation=args.separation
+        m=args.m,
+        height=28,
+        width=28,
+        channels=1,
+        n_classes=10,
+        label_noise=args.label_noise,
+        separation=args.separation,
     )
     images = load_dataset(DataParams(source="synthetic", synthetic=spec), seed, ROOT).images
     return synthetic_meta(spec, 28 * 28, images)["bayes_error"]
