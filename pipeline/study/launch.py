@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import optuna
@@ -37,6 +37,9 @@ from pipeline.study.effort import study_effort
 from pipeline.study.gate import gradient_gate
 from pipeline.study.noise_floor import noise_floor_stop
 from pipeline.study.storage import mask_url, open_storage, sqlite_path, storage_errors
+
+if TYPE_CHECKING:
+    from pipeline.study.spawn import Workers
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that use up the trial cap
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
@@ -247,11 +250,14 @@ def clean_up(
         tracking.mark_orphans(study)
 
 
-def run_sweep(cfg: SweepConfig, state: SweepState, callbacks: Sequence[TrialCallback] = ()) -> list[int]:
+def run_sweep(
+    cfg: SweepConfig, state: SweepState, callbacks: Sequence[TrialCallback] = (), workers: Workers | None = None
+) -> list[int]:
     """Run the workers of an opened sweep (``open_sweep`` first); return their exit codes.
 
     With one worker the trials run in this process and ``callbacks`` see each finished trial;
-    with several, worker processes (``spawn.run_workers``) print their own trial lines. Ctrl-C
+    with several, worker processes (``spawn.run_workers``; ``workers``: the ones started before
+    the sweep was opened, else started now) print their own trial lines. Ctrl-C
     (SIGTERM) reaches the running trials, each marked and its run KILLED, then propagates as
     KeyboardInterrupt (``Terminated``).
     """
@@ -263,7 +269,7 @@ def run_sweep(cfg: SweepConfig, state: SweepState, callbacks: Sequence[TrialCall
     if cfg.n_workers == 1:
         run_worker(cfg, state, 0, callbacks)
         return [0]
-    return run_workers(cfg, state)
+    return run_workers(cfg, state, workers)
 
 
 def finish(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str = "FINISHED") -> list[str]:

@@ -1,5 +1,12 @@
 """A sweep's worker processes: start them, pass on their output, stop them together.
 
+The processes start before the launcher opens the study (``Workers``, from ``pipeline sweep``
+and the tune stage): their interpreter start and imports (mlflow's alone takes about 2 s) then
+run beside the launcher's own (fingerprint, gradient check, opening the stores, the parent run)
+instead of after them. Each waits for the sweep's configuration and state on its stdin; one
+whose stdin closes without them exits 0 having done nothing (the study was complete, or
+opening it failed).
+
 Each worker (``python -m pipeline.study.worker``) gets the launcher's pid and stops once the
 launcher is gone. Its own session keeps a terminal's Ctrl-C away from it: the launcher forwards
 exactly one SIGINT (or SIGTERM) per worker, since a second would cut a worker's cleanup short. A
@@ -29,20 +36,62 @@ EXIT_ERRORS: dict[int, type[PipelineError]] = {2: ConfigError, 3: DataError, 4: 
 STOP_WAIT = 60  # seconds a stopped worker gets to mark its trial before it is killed
 
 
-def run_workers(cfg: SweepConfig, state: SweepState) -> list[int]:
-    """Run ``cfg.n_workers`` worker processes to their end; return their exit codes (see the module docstring)."""
-    payload = to_payload(cfg, state)
-    command = [sys.executable, "-m", "pipeline.study.worker", "--parent", str(os.getpid())]
-    procs = [
-        subprocess.Popen(
-            [*command, "--index", str(i), payload], start_new_session=True, stderr=subprocess.PIPE, text=True
-        )
-        for i in range(cfg.n_workers)
-    ]
-    ended: queue.Queue[int] = queue.Queue()
-    errors: dict[int, str] = {}
-    for i, proc in enumerate(procs):
-        threading.Thread(target=_relay, args=(i, proc, errors, ended), daemon=True).start()
+class Workers:
+    """``n`` worker processes, started at once and given their sweep later (``run_workers``).
+
+    Use as a context manager around opening the sweep: leaving the block, workers that never got
+    a sweep are stopped and waited for, so none outlives a launcher that failed or had nothing to
+    run. ``tracking``: the workers import ``pipeline.tracking`` while they wait.
+    """
+
+    def __init__(self, n: int, *, tracking: bool) -> None:
+        command = [sys.executable, "-m", "pipeline.study.worker", "--parent", str(os.getpid())]
+        command += ["--preload-tracking"] if tracking else []
+        self.procs = [
+            subprocess.Popen(
+                [*command, "--index", str(i), "-"],
+                start_new_session=True,
+                stdin=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(n)
+        ]
+        self.ended: queue.Queue[int] = queue.Queue()
+        self.errors: dict[int, str] = {}
+        self.given = False
+        for i, proc in enumerate(self.procs):
+            threading.Thread(target=_relay, args=(i, proc, self.errors, self.ended), daemon=True).start()
+
+    def give(self, payload: str) -> None:
+        """Send each worker the sweep's JSON (``config.to_payload``) and close its stdin."""
+        self.given = True
+        for proc in self.procs:
+            stdin: IO[str] = proc.stdin  # type: ignore[assignment]
+            with contextlib.suppress(BrokenPipeError):  # a worker that died starting: its exit code says why
+                stdin.write(payload)
+                stdin.close()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.given:
+            return
+        for proc in self.procs:  # they have touched nothing yet: no trial, no run to mark
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+
+
+def run_workers(cfg: SweepConfig, state: SweepState, workers: Workers | None = None) -> list[int]:
+    """Run the sweep in ``workers`` (started here when None) to their end; return their exit codes.
+
+    See the module docstring for signals and failures.
+    """
+    workers = workers or Workers(cfg.n_workers, tracking=cfg.tracking)
+    workers.give(to_payload(cfg, state))
+    procs, ended, errors = workers.procs, workers.ended, workers.errors
     codes: dict[int, int] = {}
     try:
         while len(codes) < len(procs):

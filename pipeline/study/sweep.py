@@ -18,7 +18,7 @@ import contextlib
 import math
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -32,6 +32,9 @@ from pipeline.study.config import PRUNERS, TUNE_OVERRIDES, SweepConfig, SweepSta
 from pipeline.study.objective import class_count
 from pipeline.study.signals import DeferredInterrupt, Terminated, exit_code, sigterm_as_interrupt
 from pipeline.study.storage import mask_url
+
+if TYPE_CHECKING:
+    from pipeline.study.spawn import Workers
 
 # How the one line that starts a new study names what changed.
 PART_NAMES = {
@@ -109,6 +112,16 @@ def sweep(cfg: SweepConfig, *, resume: bool | None) -> optuna.Study:
 
 def _sweep(cfg: SweepConfig, resume: bool | None) -> optuna.Study:
     check_memory(cfg)
+    if cfg.n_workers == 1:
+        return _run(cfg, resume, None)
+    from pipeline.study.spawn import Workers
+
+    # Started now, the worker processes import while this one opens the sweep.
+    with Workers(cfg.n_workers, tracking=cfg.tracking) as workers:
+        return _run(cfg, resume, workers)
+
+
+def _run(cfg: SweepConfig, resume: bool | None, workers: Workers | None) -> optuna.Study:
     study, state = launch.open_sweep(cfg, resume=resume)
     if state.previous is not None:
         print(f"{why_new(state)}: starting study '{state.study_name}'", flush=True)
@@ -127,7 +140,7 @@ def _sweep(cfg: SweepConfig, resume: bool | None) -> optuna.Study:
     )
     watch_tracking(cfg)
     try:
-        codes = launch.run_sweep(cfg, state, [TrialPrinter(cfg, state)])
+        codes = launch.run_sweep(cfg, state, [TrialPrinter(cfg, state)], workers)
     except KeyboardInterrupt:  # fail what was cut short, close the parent run as KILLED
         _finish(study, cfg, state, "KILLED")
         raise

@@ -1,4 +1,4 @@
-"""A sweep's worker: the trial loop, and its process ``python -m pipeline.study.worker --index I '<JSON>'``.
+"""A sweep's worker: the trial loop, and its process ``python -m pipeline.study.worker --index I '<JSON>' | -``.
 
 Each worker loops: take the claim lock, fail the trials of dead workers, count the trials, and
 start one more trial only while the study is under its cap. COMPLETE and PRUNED trials count (a
@@ -185,17 +185,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.study.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=int, default=0, help="worker number (seeds its own sampler stream)")
     parser.add_argument("--parent", type=int, help="the launcher's pid: stop once it is gone")
-    parser.add_argument("payload", help="the sweep's configuration and state as JSON, written by the launcher")
+    parser.add_argument(
+        "payload", help="the sweep's configuration and state as JSON, written by the launcher; -: read it from stdin"
+    )
+    parser.add_argument(
+        "--preload-tracking", action="store_true", help="import the tracking code before reading the payload"
+    )
     args = parser.parse_args(argv)
     if args.parent is not None:
         die_with_parent(args.parent)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our trial lines replace Optuna's (and Ctrl-C tracebacks)
     prefix = f"w{args.index} "
     try:
+        if args.preload_tracking:
+            import pipeline.tracking  # noqa: F401  (about 2 s: done while the launcher opens the sweep)
+        payload = sys.stdin.read() if args.payload == "-" else args.payload
+        if not payload:
+            return 0  # the launcher had no sweep to give (complete, or opening it failed): nothing was touched
         # SIGTERM (a scheduler's stop, the launcher's death) ends the running trial like Ctrl-C. Third-party
         # output is already quiet: the launcher's environment (pipeline.console.QUIET_ENV) reaches this process.
         with sigterm_as_interrupt():
-            cfg, state = from_payload(args.payload)
+            cfg, state = from_payload(payload)
             watch_tracking(cfg, prefix)
             run_worker(cfg, state, args.index, [TrialPrinter(cfg, state, prefix)], parent=args.parent)
     except KeyboardInterrupt as e:
