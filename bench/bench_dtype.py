@@ -28,15 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_report import STAGES, edit_params, run_stages, scratch_copy  # noqa: E402
+from bench_report import STAGES, edit_params, run_stages  # noqa: E402
 
 from pipeline.report.stats import wilson_interval  # noqa: E402
+from tests.checkout import copy_checkout  # noqa: E402
 
 
 def one(dtype: str, dev: float, trials: int) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-dtype-{dtype}-") as tmp:
         repo = Path(tmp)
-        scratch_copy(repo)
+        copy_checkout(repo, commit=False)
         edit_params(
             repo / "params.yaml",
             model={"dtype": dtype},

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -49,21 +48,13 @@ import yaml  # noqa: E402
 
 from pipeline.config import load_params  # noqa: E402
 from pipeline.study.objective import Objective, TrialData  # noqa: E402
+from tests.checkout import copy_checkout  # noqa: E402
 
 STAGES = ("prepare", "split", "tune", "train", "evaluate")
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def scratch_copy(dest: Path) -> None:
-    """The repository's tracked files (no outputs, no study, no MLflow store) under ``dest``."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
-    for name in files.decode().split("\0"):
-        if name and (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
 
 
 def edit_params(path: Path, **sections: dict[str, Any]) -> None:
@@ -192,7 +183,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         repo = Path(tmp)
-        scratch_copy(repo)
+        copy_checkout(repo, commit=False)
         if args.synthetic:
             edit_params(
                 repo / "params.yaml",

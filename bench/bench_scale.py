@@ -44,7 +44,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -64,8 +63,8 @@ import yaml  # noqa: E402
 
 from pipeline.config import load_params, params_from_dict  # noqa: E402
 from pipeline.data import memory  # noqa: E402
+from tests.checkout import copy_checkout  # noqa: E402
 
-GIT = ("git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false")
 STAGES = ("prepare", "split", "tune", "train", "evaluate", "report")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -75,24 +74,6 @@ def log(message: str) -> None:
 
 
 # --- the scratch repository ---------------------------------------------------------------------------
-
-
-def scratch_copy(dest: Path, env: dict[str, str]) -> None:
-    """This checkout's tracked and untracked, not ignored files, committed in a new git repository under ``dest``."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    for name in filter(None, listed.split("\0")):
-        src = ROOT / name
-        if src.is_file() and not src.is_symlink():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    for argv in (("init", "-q"), ("add", "-A"), ("commit", "-qm", "scratch copy")):
-        subprocess.run([*GIT, *argv], cwd=dest, env=env, check=True, capture_output=True)
 
 
 def bayes_error(args: argparse.Namespace, seed: int = 0) -> float:
@@ -464,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
         repo = Path(tmp) / "repo"
         repo.mkdir()
         env = bench_env(repo)
-        scratch_copy(repo, env)
+        copy_checkout(repo, env)
         raw = scale_params(yaml.safe_load((repo / "params.yaml").read_text()), args)
         (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         params = params_from_dict(raw)

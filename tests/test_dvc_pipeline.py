@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.data.helpers import REPO, tree_bytes
+from tests.checkout import GIT, copy_checkout
+from tests.data.helpers import tree_bytes
 
 OUR_STAGES = ["prepare", "split", "train", "evaluate", "tune", "report"]
 # Keep every stage tiny (sections other engineers own are only touched where present); train uses
@@ -71,24 +71,10 @@ def affected_by(dvc_yaml: dict, param: str) -> set[str]:
     return hit
 
 
-GIT = ("git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false")
-
-
 def fresh_copy(tmp_path: Path, tracking_uri: str | None) -> tuple[Path, dict[str, str]]:
     """The tracked and untracked-not-ignored files of this checkout in a new git repository."""
     repo = tmp_path / "repo"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        src = REPO / name
-        if src.is_file() and not src.is_symlink():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / name)
+    copy_checkout(repo, commit=False)
     params = repo / "params.yaml"
     doc = yaml.safe_load(params.read_text())
     for section, values in OVERRIDES.items():
