@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import optuna
+from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -36,7 +38,7 @@ from pipeline.study.config import SweepConfig, SweepState
 from pipeline.study.effort import study_effort
 from pipeline.study.gate import gradient_gate
 from pipeline.study.noise_floor import noise_floor_stop
-from pipeline.study.storage import mask_url, open_storage, sqlite_path, storage_errors
+from pipeline.study.storage import mask_url, open_storage, rest, sqlite_path, storage_errors, use_wal
 
 if TYPE_CHECKING:
     from pipeline.study.spawn import Workers
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that use up the trial cap
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 _live: dict[tuple[str, str], locks.LiveLock] = {}  # (storage, study) -> the lock this launcher holds shared
+_writing: dict[tuple[str, str], RDBStorage] = {}  # (storage, study) -> a sqlite storage in WAL mode for the sweep
 
 
 INTERMEDIATE_VALUES = (
@@ -123,6 +126,10 @@ def _open(
             if alone and cfg.tracking and attrs.get("mlflow_parent_run_ids"):
                 _close_dead_parents(cfg, name, keep=None)  # a launcher killed after its last trial
             return study, dataclasses.replace(state, counted_at_start=counted, complete=True, stop_cause=floor or "")
+    path = sqlite_path(cfg.storage)
+    if path is not None:  # a sweep will write: WAL mode until ``finish`` puts the file back at rest
+        use_wal(path)
+        _writing[(cfg.storage, name)] = storage
     new_attrs: dict[str, Any] = {"stop_cause": None} if attrs.get("stop_cause") else {}  # this sweep's, at its end
     if attrs.get("gradient_check", {}).get("fingerprint") != fp.digest:
         difference = gradient_gate(cfg.params, cfg.root)  # raises NumericalError before anything is created
@@ -306,7 +313,17 @@ def finish(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str
     finally:
         if live is not None:
             live.close()
+        _rest(cfg, state)
     return notes
+
+
+def _rest(cfg: SweepConfig, state: SweepState) -> None:
+    """The sqlite file back in rollback-journal mode (``storage.rest``); best effort, it is safe either way."""
+    storage = _writing.pop((cfg.storage, state.study_name), None)
+    path = sqlite_path(cfg.storage)
+    if storage is not None and path is not None:
+        with contextlib.suppress(sqlite3.Error, OSError):
+            rest(storage, path)
 
 
 def stop_cause(study: optuna.Study, cfg: SweepConfig, state: SweepState, status: str, trials: list[FrozenTrial]) -> str:

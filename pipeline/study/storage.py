@@ -143,6 +143,42 @@ def open_storage(
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
+def use_wal(path: Path) -> None:
+    """Put a sqlite study file in write-ahead-log mode while a sweep runs (``rest`` ends it).
+
+    In sqlite's default rollback-journal mode every write locks the whole file, readers
+    included, for its fsyncs, and a trial writes once per epoch (its intermediate value): two
+    workers then queue on each other. In WAL mode readers never wait and a commit is one append.
+    On this project's 2-core machine, 100 reports between 1 ms steps took 0.49 s alone and 0.80 s
+    beside a second worker in rollback mode, 0.42 s in both cases in WAL mode
+    (bench/bench_sweep.py measures the whole sweep). Each commit is still synced (synchronous
+    stays FULL): a finished trial survives a power cut as before.
+    """
+    conn = sqlite3.connect(path, timeout=lock_timeout())
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
+def rest(storage: RDBStorage, path: Path) -> bool:
+    """After a sweep: close ``storage``'s connections and put the file back in rollback-journal mode.
+
+    At rest the study is then one self-contained file again, with no ``-wal`` or ``-shm`` beside
+    it: a plain copy of it is whole, and DVC hashes the same bytes whoever opens it next. Only
+    possible with no other connection open; False when one is (another sweep, a dashboard): the
+    file stays in WAL mode, as safe, until a later sweep ends alone.
+    """
+    storage.engine.dispose()
+    conn = sqlite3.connect(path, timeout=0)
+    try:
+        return conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    except sqlite3.OperationalError:  # "database is locked": someone else has it open
+        return False
+    finally:
+        conn.close()
+
+
 def _check_sqlite(path: Path) -> None:
     """Refuse a file that is not a healthy sqlite database, reading it only."""
     if path.stat().st_size == 0:

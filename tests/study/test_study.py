@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,11 +16,12 @@ from optuna.trial import FixedTrial, TrialState
 from pipeline.config import FloatRange, load_params
 from pipeline.errors import ConfigError, NumericalError, StorageError
 from pipeline.stages.tune import write_outputs
+from pipeline.study import launch
 from pipeline.study.config import PRUNERS, config_from_params
 from pipeline.study.launch import COUNTED, clean_up, open_sweep
 from pipeline.study.objective import Objective, TrialData, train_trial
 from pipeline.study.space import apply_params, suggest
-from pipeline.study.storage import mask_url, repo_root, resolve_url
+from pipeline.study.storage import mask_url, repo_root, resolve_url, sqlite_path
 from pipeline.study.worker import run_worker
 from tests.study.conftest import write_params
 
@@ -195,6 +197,43 @@ def test_a_killed_trial_without_heartbeat_is_failed_and_rerun(local):
     assert run_worker(cfg, state) == 2
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+
+
+def journal_mode(path: Path) -> str:
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_a_sweep_writes_its_sqlite_file_in_wal_mode_and_leaves_it_at_rest(local):
+    cfg = local(n_trials=2, pruner="none")
+    path = sqlite_path(cfg.storage)
+    seen: list[str] = []
+    study, state = open_sweep(cfg)
+    launch.run_sweep(cfg, state, [lambda study, trial: seen.append(journal_mode(path))])
+    launch.finish(study, cfg, state)
+    assert seen == ["wal", "wal"]  # while the trials write: readers and writers do not queue on each other
+    assert journal_mode(path) == "delete"  # at rest: one self-contained file
+    assert not [p.name for p in path.parent.iterdir() if p.name.endswith(("-wal", "-shm"))]
+
+    # Another process still has the file open at the sweep's end: it stays in WAL mode (as safe)
+    # until a later sweep ends alone.
+    cfg = local(n_trials=3, pruner="none")
+    study, state = open_sweep(cfg, resume=True)
+    other = sqlite3.connect(path)
+    other.execute("SELECT count(*) FROM trials").fetchone()
+    launch.run_sweep(cfg, state)
+    launch.finish(study, cfg, state)
+    assert journal_mode(path) == "wal"
+    other.close()
+    cfg = local(n_trials=4, pruner="none")
+    study, state = open_sweep(cfg, resume=True)
+    launch.run_sweep(cfg, state)
+    launch.finish(study, cfg, state)
+    assert journal_mode(path) == "delete"
+    assert len(study.get_trials(states=COUNTED)) == 4
 
 
 def test_storage_urls(monkeypatch, tmp_path):
