@@ -145,10 +145,13 @@ def train_trial(
             seed=trial_seed(params.seed, seed_trial),
             callbacks=[*model_callbacks, *callbacks],
         )
+        # Scored under the same limit: a product run with the library's default threads wakes
+        # its idle threads, which then spin for a while on the core of the next worker.
+        dev_predictions = nn.predict(data.X_dev, result.weights, arch)
+        train_error = nn.error_rate(data.X_train, data.y_train, result.weights, arch)
     scored = result.history[result.best_epoch - 1] if hp.patience else result.history[-1]
-    dev_predictions = nn.predict(data.X_dev, result.weights, arch)
     metrics = {
-        "train_error": nn.error_rate(data.X_train, data.y_train, result.weights, arch),
+        "train_error": train_error,
         "dev_error": float(np.mean(dev_predictions != data.y_dev)),  # nn.error_rate, without a second pass
         "dev_cost": float(scored.dev_cost),
         "epochs_trained": len(result.history),

@@ -52,3 +52,25 @@ def test_the_blas_threads_override_reaches_the_pool_and_the_trial_run(workspace,
     client = tracking.MlflowClient(mlflow_store)
     tags = [client.get_run(t.user_attrs["mlflow_run_id"]).data.tags["blas_threads"] for t in study.trials]
     assert tags == ["2", "1"] and [t.user_attrs["blas_threads"] for t in study.trials] == [2, 1]
+
+
+def test_a_trial_scores_its_network_under_its_own_limit(workspace, monkeypatch):
+    """Every product of a trial runs under its limit: one run with the process's pool would wake the
+    pool's idle threads, which spin on the core of the next worker."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from pipeline import nn
+
+    seen: dict[str, list[int]] = {"predict": [], "error_rate": []}
+    for name in seen:
+        real = getattr(nn, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            seen[_name].append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(nn, name, spy)
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    with threadpool_limits(limits=1, user_api="blas"):  # the process's pool, unlike the trial's
+        study.optimize(Objective(load_params("params.yaml"), TrialData.read(), threads=2), n_trials=1)
+    assert seen == {"predict": [2], "error_rate": [2]}
