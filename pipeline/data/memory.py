@@ -102,8 +102,10 @@ def training_bytes(
     def one_fit(m: int, m_val: int) -> int:
         b = m if batch_size == 0 else min(batch_size, m)
         gathered = n_x if b < m else 0  # a mini-batch is gathered (a copy); the full batch is X itself
-        # forward caches (Z, A; with dropout the draws and the mask) and backward's dZ, dA temporaries
-        per_column = gathered + n_out + sum(hidden) * (2 + 2 * int(dropout)) + 2 * n_out + 2 * max(hidden, default=0)
+        # forward caches (Z, A; with dropout the draws and the mask), backward's dZ and the dA of every
+        # hidden layer (fit keeps one per layer, StepBuffers), and one temporary as wide as the widest
+        backward = 2 * n_out + sum(hidden) + max(hidden, default=0)
+        per_column = gathered + n_out + sum(hidden) * (2 + 2 * int(dropout)) + backward
         dev_pass = m_val * (2 * sum(hidden) + 3 * n_out)  # every epoch's forward pass over the whole dev split
         labels = m * n_out * itemsize + m * 16 + m_val * 16  # one-hot Y, y and the epoch's permutation; y_dev
         return (b * per_column + dev_pass) * itemsize + labels + params

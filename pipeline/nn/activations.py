@@ -1,8 +1,10 @@
 """Activations and output losses as small name-to-function tables.
 
-Each hidden activation has its forward function next to its backward one. A backward function
-takes the upstream gradient ``dA`` and the cached ``Z`` and ``A`` (the activation's output
-before dropout) and returns ``dZ``; it may overwrite ``dA`` because nothing else reads it.
+Each hidden activation has its forward function next to its backward one. A forward function
+writes into ``out`` when given one (``fit`` passes arrays it reuses every step) and allocates
+otherwise. A backward function takes the upstream gradient ``dA`` and the cached ``Z`` and ``A``
+(the activation's output before dropout) and returns ``dZ``; it may overwrite ``dA`` because
+nothing else reads it.
 
 The output layer never materialises log(A): losses are computed from the last pre-activation
 ``Z`` with log-sum-exp identities, so saturated outputs give a finite cost in float32 and
@@ -18,9 +20,9 @@ import numpy as np
 LEAKY_SLOPE = 0.01
 
 
-def relu(Z: np.ndarray) -> np.ndarray:
+def relu(Z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     # faster than np.maximum(Z, 0) on float32 here; only Z = -inf differs (nan, after divergence)
-    return Z * (Z > 0)
+    return np.multiply(Z, Z > 0, out=out)
 
 
 def relu_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
@@ -28,8 +30,10 @@ def relu_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
     return dA
 
 
-def leaky_relu(Z: np.ndarray) -> np.ndarray:
-    return np.where(Z > 0, Z, Z * LEAKY_SLOPE)
+def leaky_relu(Z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    out = np.multiply(Z, LEAKY_SLOPE, out=out)  # np.where(Z > 0, Z, Z * LEAKY_SLOPE), in place
+    np.copyto(out, Z, where=Z > 0)
+    return out
 
 
 def leaky_relu_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
@@ -38,8 +42,8 @@ def leaky_relu_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndar
     return dA
 
 
-def tanh(Z: np.ndarray) -> np.ndarray:
-    return np.tanh(Z)
+def tanh(Z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.tanh(Z, out=out)
 
 
 def tanh_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
@@ -47,9 +51,13 @@ def tanh_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
     return dA
 
 
-def sigmoid(Z: np.ndarray) -> np.ndarray:
+def sigmoid(Z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     # 1/(1+exp(-Z)) overflows exp for very negative Z; 0.5*(1+tanh(Z/2)) is the same and never does
-    return 0.5 * (1 + np.tanh(0.5 * Z))
+    out = np.multiply(Z, 0.5, out=out)  # 0.5 * (1 + tanh(0.5 * Z)), the same operations in place
+    np.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
 
 
 def sigmoid_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
@@ -57,7 +65,7 @@ def sigmoid_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray
     return dA
 
 
-Forward = Callable[[np.ndarray], np.ndarray]
+Forward = Callable[..., np.ndarray]  # (Z, out=None) -> A
 Backward = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 ACTIVATIONS: dict[str, Forward] = {"relu": relu, "leaky_relu": leaky_relu, "tanh": tanh, "sigmoid": sigmoid}
@@ -72,8 +80,9 @@ DERIVATIVES: dict[str, Backward] = {
 # --- output layers: probabilities and cross-entropy, both from the logits Z (n_out, m) -----------
 
 
-def softmax(Z: np.ndarray) -> np.ndarray:
-    E = np.exp(Z - Z.max(axis=0, keepdims=True))
+def softmax(Z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    E = np.subtract(Z, Z.max(axis=0, keepdims=True), out=out)
+    np.exp(E, out=E)
     E /= E.sum(axis=0, keepdims=True)
     return E
 

@@ -78,9 +78,10 @@ class Architecture:
         return 2 if self.layer_dims[-1] == 1 else self.layer_dims[-1]
 
 
-def columns_product(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """A @ B, stored column by column (Fortran order) like the activations."""
-    out = np.empty((A.shape[0], B.shape[1]), np.result_type(A, B), order="F")
+def columns_product(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A @ B, stored column by column (Fortran order) like the activations; into ``out`` if given."""
+    if out is None:
+        out = np.empty((A.shape[0], B.shape[1]), np.result_type(A, B), order="F")
     if A.shape[1] == 1:  # an outer product (W.T @ dZ below a single output unit): the same exact
         return np.multiply(A, B, out=out)  # products, ~3x faster than a BLAS call with inner size 1
     return np.matmul(A, B, out=out)
@@ -91,6 +92,47 @@ class LayerCache(NamedTuple):
     Z: np.ndarray
     A: np.ndarray | None  # activation before dropout; None for the output layer
     mask: np.ndarray | None  # inverted-dropout mask already divided by keep_prob, or None
+
+
+@dataclass(frozen=True)
+class StepBuffers:
+    """The arrays one training step writes, allocated once by ``fit`` and reused by every step.
+
+    Each holds ``batch`` columns in the activations' layout; ``columns(k)`` views the first k
+    (the last, partial batch): for Fortran order those are contiguous, so the products see the
+    same layout either way. Fresh arrays of this size every step cost allocation and page faults
+    on top of the arithmetic; reuse is safe because a step's caches are read only before the next
+    step's forward pass (the health numbers, ``exploded_layer``).
+    """
+
+    Z: tuple[np.ndarray, ...]  # per layer: Z[l], (n[l], batch)
+    A: tuple[np.ndarray, ...]  # per hidden layer: A[l] before dropout
+    dA: tuple[np.ndarray, ...]  # per hidden layer: dA[l], which the activation's backward turns into dZ[l]
+    dZ: np.ndarray  # the output layer's dZ[L]
+    ones: np.ndarray  # (batch, 1): the bias gradients' row sums as products
+
+    @classmethod
+    def allocate(cls, arch: Architecture, batch: int) -> StepBuffers:
+        def empty(n: int) -> np.ndarray:
+            return np.empty((n, batch), dtype=arch.dtype, order="F")
+
+        hidden = arch.layer_dims[1:-1]
+        return cls(
+            Z=tuple(empty(n) for n in arch.layer_dims[1:]),
+            A=tuple(empty(n) for n in hidden),
+            dA=tuple(empty(n) for n in hidden),
+            dZ=empty(arch.layer_dims[-1]),
+            ones=np.ones((batch, 1), dtype=arch.dtype),
+        )
+
+    def columns(self, k: int) -> StepBuffers:
+        if k == self.ones.shape[0]:
+            return self
+
+        def first(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+            return tuple(a[:, :k] for a in arrays)
+
+        return StepBuffers(first(self.Z), first(self.A), first(self.dA), self.dZ[:, :k], self.ones[:k])
 
 
 def initialize(arch: Architecture, rng: np.random.Generator) -> Weights:
@@ -120,20 +162,21 @@ def forward(
     arch: Architecture,
     keep_prob: float = 1.0,
     rng: np.random.Generator | None = None,
+    buffers: StepBuffers | None = None,
 ) -> tuple[np.ndarray, list[LayerCache]]:
     """Return the output logits Z[L] and the caches backprop needs.
 
     Inverted dropout: during training (keep_prob < 1) each hidden activation is multiplied by a
     0/1 mask and divided by keep_prob, so its expected value is unchanged and prediction needs
-    no rescaling.
+    no rescaling. ``buffers`` (for X's columns): Z and A are written there instead of fresh arrays.
     """
     activation = ACTIVATIONS[arch.hidden_activation]
     caches: list[LayerCache] = []
     A_prev = X
     for l in range(1, arch.n_layers):
-        Z = columns_product(weights[f"W{l}"], A_prev)
+        Z = columns_product(weights[f"W{l}"], A_prev, out=buffers and buffers.Z[l - 1])
         Z += weights[f"b{l}"]
-        A = activation(Z)
+        A = activation(Z, out=buffers and buffers.A[l - 1])
         mask = None
         if keep_prob < 1.0:
             assert rng is not None, "dropout needs a random generator"
@@ -145,7 +188,7 @@ def forward(
             caches.append(LayerCache(A_prev, Z, A, None))
             A_prev = A
     L = arch.n_layers
-    ZL = columns_product(weights[f"W{L}"], A_prev)
+    ZL = columns_product(weights[f"W{L}"], A_prev, out=buffers and buffers.Z[L - 1])
     ZL += weights[f"b{L}"]
     caches.append(LayerCache(A_prev, ZL, None, None))
     return ZL, caches
@@ -190,21 +233,23 @@ def backward(
     arch: Architecture,
     l2_lambda: float = 0.0,
     out: Weights | None = None,
+    buffers: StepBuffers | None = None,
 ) -> Weights:
     """Gradients of ``compute_cost`` with respect to every weight and bias ("dW1", "db1", ...).
 
     ``out``, if given, holds arrays shaped like the gradients; they are filled and returned, so
     a training loop can reuse one set instead of allocating weight-sized arrays every step.
+    ``buffers`` (those ``forward`` was given): dZ and dA are written there instead of fresh arrays.
     (``fit`` passes ``l2_lambda=0`` and lets the optimizer fold the L2 gradient into its update.)
     """
     probabilities, _ = OUTPUTS[arch.output]
     derivative = DERIVATIVES[arch.hidden_activation]
     m = ZL.shape[1]
     grads: Weights = {} if out is None else out
-    dZ = probabilities(ZL)
+    dZ = probabilities(ZL, out=buffers and buffers.dZ)
     dZ -= Y
     dZ /= m  # sigmoid + binary CE and softmax + categorical CE both give dZ[L] = (A[L] - Y) / m
-    ones = np.ones((m, 1), dZ.dtype)
+    ones = np.ones((m, 1), dZ.dtype) if buffers is None else buffers.ones
     for l in range(arch.n_layers, 0, -1):
         cache, W = caches[l - 1], weights[f"W{l}"]
         dW = np.matmul(dZ, cache.A_prev.T, out=grads.get(f"dW{l}"))
@@ -215,7 +260,7 @@ def backward(
         grads[f"db{l}"] = np.matmul(dZ, ones, out=grads.get(f"db{l}"))
         if l > 1:  # dA[0] (the gradient for X) is never needed, so it is never computed
             below = caches[l - 2]
-            dA = columns_product(W.T, dZ)
+            dA = columns_product(W.T, dZ, out=buffers and buffers.dA[l - 2])
             if below.mask is not None:
                 dA *= below.mask  # the same mask, already divided by keep_prob
             dZ = derivative(dA, below.Z, below.A)

@@ -18,6 +18,7 @@ from pipeline.nn.health import LayerHealth, layer_health
 from pipeline.nn.network import (
     Architecture,
     LayerCache,
+    StepBuffers,
     Weights,
     backward,
     compute_cost,
@@ -173,6 +174,9 @@ def fit(
     grads = {"d" + name: np.empty_like(W) for name, W in weights.items()}  # reused by every step
     m = X.shape[1]
     batch = m if hp.batch_size == 0 else min(hp.batch_size, m)
+    buffers = StepBuffers.allocate(arch, batch)  # the step's activations and their gradients
+    if batch < m:  # each mini-batch of X is gathered into this, in the layout of X
+        X_batch = np.empty((X.shape[0], batch), dtype=X.dtype, order="F")
     result = FitResult(weights=weights)
     best_cost, best_weights, waited = math.inf, None, 0
     start = time.perf_counter()
@@ -187,15 +191,21 @@ def fit(
             cost_sum, steps, health = 0.0, 0, ()
             for begin in range(0, m, batch):
                 if order is None:
-                    X_b, Y_b = X, Y
+                    X_b, Y_b, step_buffers = X, Y, buffers
                 else:
                     idx = order[begin : begin + batch]
-                    X_b, Y_b = X[:, idx], Y[:, idx]
-                ZL, caches = forward(X_b, weights, arch, hp.keep_prob, dropout_rng)
+                    X_b, step_buffers = X_batch[:, : len(idx)], buffers.columns(len(idx))
+                    # X.T is row-major with an example per row, so this copies whole rows into the
+                    # reused buffer; the default mode="raise" would copy through a temporary first
+                    np.take(X.T, idx, axis=0, out=X_b.T, mode="clip")
+                    # Y (n_out rows) is small; a fresh row-major copy keeps the cost's summation
+                    # order, and so its rounding, as it was
+                    Y_b = Y[:, idx]
+                ZL, caches = forward(X_b, weights, arch, hp.keep_prob, dropout_rng, step_buffers)
                 cost = compute_cost(ZL, Y_b, arch, weights)  # the L2 term: once per epoch, below
                 if not math.isfinite(cost):
                     raise Diverged(epoch, cost, exploded_layer(weights, caches, ZL, Y_b, arch, learning_rate))
-                grads = backward(ZL, Y_b, caches, weights, arch, out=grads)  # the L2 gradient: in the step
+                grads = backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers)  # L2: in the step
                 if _health and begin + batch >= m:  # the epoch's last step, before the step consumes grads
                     health = layer_health(weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1])
                 optimizer.step(weights, grads, learning_rate, hp.l2_lambda, X_b.shape[1])
