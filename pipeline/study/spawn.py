@@ -1,17 +1,20 @@
 """A sweep's worker processes: start them, pass on their output, stop them together.
 
-The processes start before the launcher opens the study (``Workers``, from ``pipeline sweep``
-and the tune stage): their interpreter start and imports (mlflow's alone takes about 2 s) then
-run beside the launcher's own (fingerprint, gradient check, opening the stores, the parent run)
-instead of after them. Each waits for the sweep's configuration and state on its stdin; one
-whose stdin closes without them exits 0 having done nothing (the study was complete, or
-opening it failed).
+The workers are forked from one process (``Workers``), started before the launcher opens the
+study (from ``pipeline sweep`` and the tune stage): its interpreter start and imports (mlflow's
+alone takes about 2 s) run beside the launcher's own set-up (fingerprint, gradient check, the
+stores, the parent run), once for any number of workers. It holds no connection, thread or
+file of the study when it forks, so each worker opens its own, as a process started afresh
+would. It waits for the sweep's configuration and state on its stdin (none: it exits 0 having
+done nothing, when the study was complete or opening it failed), forks the workers, reports
+each one's pid and exit code on a pipe, and exits once they all have.
 
-Each worker (``python -m pipeline.study.worker``) gets the launcher's pid and stops once the
-launcher is gone. Its own session keeps a terminal's Ctrl-C away from it: the launcher forwards
-exactly one SIGINT (or SIGTERM) per worker, since a second would cut a worker's cleanup short. A
-worker killed by a signal (negative code) does not fail the sweep: the heartbeat fails its trial
-and the others retry it. A worker that fails with its one-line error (exit 2 to 5) stops the
+Each worker stops once its parent is gone, and the forking process once the launcher is gone, so
+a launcher killed even with SIGKILL leaves no worker training. The workers share the forking
+process's session, which keeps a terminal's Ctrl-C away from them: the launcher forwards exactly
+one SIGINT (or SIGTERM) to each, since a second would cut a worker's cleanup short. A worker
+killed by a signal (negative code) does not fail the sweep: the heartbeat fails its trial and
+the others retry it. A worker that fails with its one-line error (exit 2 to 5) stops the
 others; the launcher raises that error once, with its exit code, instead of printing it per worker.
 """
 
@@ -24,64 +27,134 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from typing import IO
 
 from pipeline.errors import ConfigError, DataError, NumericalError, PipelineError, StorageError
 from pipeline.study.config import SweepConfig, SweepState, to_payload
 from pipeline.study.signals import INTERRUPTED_EXIT, TERMINATED_EXIT, Terminated
 
-WORKER_ERROR = "error: worker "  # how a worker's one-line error starts (``worker.main``)
+WORKER_ERROR = "error: worker "  # how a worker's one-line error starts (``worker.serve``)
 EXIT_ERRORS: dict[int, type[PipelineError]] = {2: ConfigError, 3: DataError, 4: StorageError, 5: NumericalError}
 STOP_WAIT = 60  # seconds a stopped worker gets to mark its trial before it is killed
 
 
-class Workers:
-    """``n`` worker processes, started at once and given their sweep later (``run_workers``).
+class WorkerProcess:
+    """One forked worker as the launcher sees it: its pid once reported, its exit code once it ended."""
 
-    Use as a context manager around opening the sweep: leaving the block, workers that never got
-    a sweep are stopped and waited for, so none outlives a launcher that failed or had nothing to
-    run. ``tracking``: the workers import ``pipeline.tracking`` while they wait.
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self._ended = threading.Event()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.pid is not None and self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
+        return self.returncode  # type: ignore[return-value]
+
+    def ended(self, code: int) -> None:
+        self.returncode = code
+        self._ended.set()
+
+
+class Workers:
+    """``n`` workers, forked from one process started now and given their sweep later (``run_workers``).
+
+    Use as a context manager around opening the sweep: leaving the block without a sweep given,
+    the forking process is killed and waited for (it has forked nothing yet), so no process
+    outlives a launcher that failed or had nothing to run. ``tracking``: it imports
+    ``pipeline.tracking`` while it waits, so that every worker has it.
     """
 
     def __init__(self, n: int, *, tracking: bool) -> None:
+        reports, write_end = os.pipe()
         command = [sys.executable, "-m", "pipeline.study.worker", "--parent", str(os.getpid())]
+        command += ["--workers", str(n), "--report-fd", str(write_end)]
         command += ["--preload-tracking"] if tracking else []
-        self.procs = [
-            subprocess.Popen(
-                [*command, "--index", str(i), "-"],
+        try:
+            self.forker = subprocess.Popen(
+                [*command, "-"],
                 start_new_session=True,
                 stdin=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                pass_fds=(write_end,),
             )
-            for i in range(n)
-        ]
+        finally:
+            os.close(write_end)
+        self.procs = [WorkerProcess() for _ in range(n)]
         self.ended: queue.Queue[int] = queue.Queue()
         self.errors: dict[int, str] = {}
         self.given = False
-        for i, proc in enumerate(self.procs):
-            threading.Thread(target=_relay, args=(i, proc, self.errors, self.ended), daemon=True).start()
+        self._stop: int | None = None  # the signal sent to every worker, also to one reported later
+        self._lock = threading.Lock()
+        threading.Thread(target=self._relay, daemon=True).start()
+        threading.Thread(target=self._read_reports, args=(reports,), daemon=True).start()
 
     def give(self, payload: str) -> None:
-        """Send each worker the sweep's JSON (``config.to_payload``) and close its stdin."""
+        """Send the sweep's JSON (``config.to_payload``): the workers are forked and start."""
         self.given = True
-        for proc in self.procs:
-            stdin: IO[str] = proc.stdin  # type: ignore[assignment]
-            with contextlib.suppress(BrokenPipeError):  # a worker that died starting: its exit code says why
-                stdin.write(payload)
-                stdin.close()
+        stdin: IO[str] = self.forker.stdin  # type: ignore[assignment]
+        with contextlib.suppress(BrokenPipeError):  # it died starting: the reports say so
+            stdin.write(payload)
+            stdin.close()
+
+    def signal_all(self, signum: int) -> None:
+        """Send ``signum`` to every running worker, and to any whose pid is not reported yet once it is."""
+        with self._lock:
+            self._stop = signum
+            for proc in self.procs:
+                proc.send_signal(signum)
 
     def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.given:
-            return
-        for proc in self.procs:  # they have touched nothing yet: no trial, no run to mark
-            proc.kill()
-        for proc in self.procs:
-            proc.wait()
+        if not self.given:  # nothing forked, nothing touched: no trial, no run to mark
+            self.forker.kill()
+        self.forker.wait()
+
+    def _read_reports(self, fd: int) -> None:
+        """``pid I PID`` and ``exit I CODE`` lines from the forking process; at its end, what is left."""
+        with os.fdopen(fd) as stream:
+            for line in stream:
+                kind, index, value = line.split()
+                proc = self.procs[int(index)]
+                if kind == "pid":
+                    with self._lock:
+                        proc.pid = int(value)
+                        if self._stop is not None:
+                            proc.send_signal(self._stop)
+                else:
+                    proc.ended(int(value))
+                    self.ended.put(int(index))
+        self.forker.wait()
+        for i, proc in enumerate(self.procs):  # gone without reporting: the forking process was killed,
+            if proc.returncode is None:  # and its workers stopped as if their launcher were gone
+                proc.ended(TERMINATED_EXIT if self.given else 0)
+                self.ended.put(i)
+
+    def _relay(self) -> None:
+        """Pass the workers' stderr on, keeping back each one's one-line error (the launcher raises it once)."""
+        stream: IO[str] = self.forker.stderr  # type: ignore[assignment]
+        for line in stream:
+            if line.startswith(WORKER_ERROR):
+                index = line[len(WORKER_ERROR) :].split(":", 1)[0]
+                if index.isdigit():
+                    self.errors.setdefault(int(index), line.rstrip("\n"))
+                    continue
+            sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def run_workers(cfg: SweepConfig, state: SweepState, workers: Workers | None = None) -> list[int]:
@@ -89,7 +162,9 @@ def run_workers(cfg: SweepConfig, state: SweepState, workers: Workers | None = N
 
     See the module docstring for signals and failures.
     """
-    workers = workers or Workers(cfg.n_workers, tracking=cfg.tracking)
+    if workers is None:
+        with Workers(cfg.n_workers, tracking=cfg.tracking) as started:
+            return run_workers(cfg, state, started)
     workers.give(to_payload(cfg, state))
     procs, ended, errors = workers.procs, workers.ended, workers.errors
     codes: dict[int, int] = {}
@@ -98,9 +173,9 @@ def run_workers(cfg: SweepConfig, state: SweepState, workers: Workers | None = N
             i = ended.get()  # a signal's handler raises here, in the main thread
             codes[i] = procs[i].returncode
             if _failed(codes[i]):
-                _signal(procs, signal.SIGTERM)  # the others would fail the same way, or run for nothing
+                workers.signal_all(signal.SIGTERM)  # the others would fail the same way, or run for nothing
     except KeyboardInterrupt as e:
-        _signal(procs, signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
+        workers.signal_all(signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
         for p in procs:
             try:
                 p.wait(timeout=STOP_WAIT)
@@ -123,23 +198,3 @@ def run_workers(cfg: SweepConfig, state: SweepState, workers: Workers | None = N
 
 def _failed(code: int) -> bool:
     return code > 0 and code not in (INTERRUPTED_EXIT, TERMINATED_EXIT)
-
-
-def _signal(procs: Sequence[subprocess.Popen], signum: int) -> None:
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signum)
-
-
-def _relay(i: int, proc: subprocess.Popen, errors: dict[int, str], ended: queue.Queue[int]) -> None:
-    """Pass a worker's stderr on, keeping back its one-line error (the launcher raises it once)."""
-    stream: IO[str] = proc.stderr  # type: ignore[assignment]
-    for line in stream:
-        if line.startswith(WORKER_ERROR) and i not in errors:
-            errors[i] = line.rstrip("\n")
-        else:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    proc.wait()
-    ended.put(i)

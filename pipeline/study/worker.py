@@ -1,4 +1,4 @@
-"""A sweep's worker: the trial loop, and its process ``python -m pipeline.study.worker --index I '<JSON>' | -``.
+"""A sweep's worker: the trial loop, and its processes (``python -m pipeline.study.worker``).
 
 Each worker loops: take the claim lock, fail the trials of dead workers, count the trials, and
 start one more trial only while the study is under its cap. COMPLETE and PRUNED trials count (a
@@ -9,8 +9,10 @@ With ``tune.stop_at_noise_floor`` set, each worker also checks the noise-floor r
 claims a trial (``noise_floor``), and the first to see it hold records it as the study's
 ``stop_cause``. A storage failure ends the worker with a one-line ``StorageError`` (exit 4).
 
-The launcher (``pipeline sweep`` / ``pipeline tune`` with several workers) starts the processes
-after it opened the study, passing its pid: a worker whose launcher is gone (even SIGKILLed)
+The launcher (``pipeline sweep`` / ``pipeline tune`` with several workers) starts one process,
+``python -m pipeline.study.worker --workers N --report-fd FD -``, before it opens the study; once
+given the sweep on stdin it forks the N workers (``fork_workers``, ``spawn.Workers``). A worker
+whose parent is gone (the forking process, which dies with the launcher, even a SIGKILLed one)
 stops at its next epoch like on SIGTERM, its trial marked and its run KILLED, and closes the
 launcher's parent run KILLED. ``main`` is a command-line edge, so it prints one line per trial.
 """
@@ -19,11 +21,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import os
+import signal
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 import optuna
 from optuna.study import MaxTrialsCallback
@@ -197,7 +204,7 @@ def _mark_orphans(study: optuna.Study, trial: FrozenTrial) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.study.sweep import TrialPrinter, watch_tracking  # the terminal lines live at the command-line edge
+    from pipeline.study.sweep import TrialPrinter, watch_tracking  # noqa: F401  (imported before any fork)
 
     parser = argparse.ArgumentParser(prog="pipeline.study.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=int, default=0, help="worker number (seeds its own sampler stream)")
@@ -208,29 +215,91 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--preload-tracking", action="store_true", help="import the tracking code before reading the payload"
     )
+    parser.add_argument(
+        "--workers", type=int, help="fork this many workers (numbered from 0) instead of being one (spawn.Workers)"
+    )
+    parser.add_argument("--report-fd", type=int, help="with --workers: the pipe for their pids and exit codes")
     args = parser.parse_args(argv)
     if args.parent is not None:
         die_with_parent(args.parent)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our trial lines replace Optuna's (and Ctrl-C tracebacks)
-    prefix = f"w{args.index} "
     try:
         if args.preload_tracking:
             import pipeline.tracking  # noqa: F401  (about 2 s: done while the launcher opens the sweep)
         payload = sys.stdin.read() if args.payload == "-" else args.payload
-        if not payload:
-            return 0  # the launcher had no sweep to give (complete, or opening it failed): nothing was touched
+    except KeyboardInterrupt as e:
+        return exit_code(e)
+    if not payload:
+        return 0  # the launcher had no sweep to give (complete, or opening it failed): nothing was touched
+    if args.workers is None:
+        return serve(args.index, payload, args.parent)
+    return fork_workers(args.workers, payload, args.report_fd)
+
+
+def serve(index: int, payload: str, parent: int | None) -> int:
+    """Be worker ``index`` of the sweep in ``payload``; return the exit code (a stop by signal: 130 or 143)."""
+    from pipeline.study.sweep import TrialPrinter, watch_tracking  # the terminal lines live at the command-line edge
+
+    prefix = f"w{index} "
+    try:
         # SIGTERM (a scheduler's stop, the launcher's death) ends the running trial like Ctrl-C. Third-party
         # output is already quiet: the launcher's environment (pipeline.console.QUIET_ENV) reaches this process.
         with sigterm_as_interrupt():
             cfg, state = from_payload(payload)
             watch_tracking(cfg, prefix)
-            run_worker(cfg, state, args.index, [TrialPrinter(cfg, state, prefix)], parent=args.parent)
+            run_worker(cfg, state, index, [TrialPrinter(cfg, state, prefix)], parent=parent)
     except KeyboardInterrupt as e:
         return exit_code(e)
     except PipelineError as e:
-        print(f"error: worker {args.index}: {e}", file=sys.stderr, flush=True)
+        print(f"error: worker {index}: {e}", file=sys.stderr, flush=True)
         return e.exit_code
     return 0
+
+
+def fork_workers(n: int, payload: str, report_fd: int) -> int:
+    """Fork ``n`` workers that ``serve`` the sweep; report ``pid I PID`` and ``exit I CODE`` lines; wait for all.
+
+    Forked after every import and before any connection is opened: each worker starts with the
+    modules loaded (no interpreter start, no 2 s of imports) and opens its own storage and store.
+    Ctrl-C is ignored here: the launcher signals each worker itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    report = os.fdopen(report_fd, "w", buffering=1)
+    gc.freeze()  # the imported modules' objects stay in pages shared with the workers
+    sys.stdout.flush()
+    sys.stderr.flush()
+    index_of: dict[int, int] = {}
+    for index in range(n):
+        pid = os.fork()
+        if pid == 0:
+            _be_worker(index, payload)  # never returns
+        index_of[pid] = index
+        report.write(f"pid {index} {pid}\n")
+    while index_of:
+        pid, status = os.wait()
+        index = index_of.pop(pid, None)
+        if index is not None:
+            report.write(f"exit {index} {os.waitstatus_to_exitcode(status)}\n")
+    report.close()
+    return 0
+
+
+def _be_worker(index: int, payload: str) -> NoReturn:
+    """The forked child: ``serve``, then leave without running the forking process's exit handlers."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        parent = os.getppid()
+        die_with_parent(parent)  # the forking process; it dies with the launcher
+        code = serve(index, payload, parent)
+    except KeyboardInterrupt as e:  # a signal before serve's own handlers
+        code = exit_code(e)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 @contextlib.contextmanager

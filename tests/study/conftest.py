@@ -312,6 +312,14 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: a launcher's forking process and the workers it forked."""
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

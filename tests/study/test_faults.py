@@ -34,7 +34,7 @@ from tests.study.conftest import (
     FAST_HEARTBEAT,
     MlflowServer,
     alive,
-    children,
+    descendants,
     fill,
     mlflow_client,
     read_only,
@@ -95,8 +95,8 @@ def test_sigterm_to_a_multi_worker_sweep_is_handled_like_ctrl_c_and_exits_143(wo
     url = workspace.default_storage
     proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
     victim = wait_for(lambda: running_trial(url, max_epochs=30))
-    workers = children(proc.pid)
-    assert len(workers) == 2
+    workers = descendants(proc.pid)
+    assert len(workers) == 3  # the forking process and its 2 workers
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 143, out
@@ -122,7 +122,8 @@ def test_workers_stop_cleanly_when_their_launcher_is_sigkilled(workspace):
     url = workspace.default_storage
     proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
     victim = wait_for(lambda: running_trial(url, max_epochs=30))
-    workers = children(proc.pid)
+    workers = descendants(proc.pid)
+    assert len(workers) == 3
     proc.kill()  # SIGKILL: no handler runs in the launcher
     proc.wait()
     wait_for(lambda: not any(alive(w) for w in workers), timeout=30)  # each worker noticed within seconds

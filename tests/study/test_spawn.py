@@ -1,4 +1,4 @@
-"""Worker processes started before the launcher opens the sweep (``pipeline.study.spawn.Workers``)."""
+"""Workers forked from one process started before the launcher opens the sweep (``pipeline.study.spawn``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pipeline.config import load_params
 from pipeline.errors import ConfigError
 from pipeline.study import launch, sweep
 from pipeline.study.config import config_from_params
-from pipeline.study.spawn import Workers
-from tests.study.conftest import alive, children
+from pipeline.study.spawn import Workers, run_workers
+from tests.study.conftest import alive, children, write_params
 
 
 def workers_of(pid: int) -> list[int]:
@@ -28,24 +28,37 @@ def workers_of(pid: int) -> list[int]:
     return found
 
 
-def test_workers_run_while_the_sweep_opens_and_none_outlives_a_failed_open(workspace, monkeypatch):
+def test_the_workers_process_starts_before_the_sweep_opens_and_none_outlives_a_failed_open(workspace, monkeypatch):
     cfg = config_from_params(load_params("params.yaml"), tracking=False, n_workers=2, threads=1)
     seen: list[int] = []
 
     def failing_open(*args: object, **kwargs: object) -> None:
-        seen.extend(workers_of(os.getpid()))  # already started: they import while this runs
+        seen.extend(workers_of(os.getpid()))  # already started: it imports while this runs
         raise ConfigError("the study cannot be opened")
 
     monkeypatch.setattr(launch, "open_sweep", failing_open)
     with pytest.raises(ConfigError):
         sweep._sweep(cfg, resume=None)
-    assert len(seen) == 2
-    assert not any(alive(pid) for pid in seen)  # stopped and reaped: no worker outlives its launcher's failure
+    assert len(seen) == 1  # one process for any number of workers; it forks them once given a sweep
+    assert not any(alive(pid) for pid in seen)  # stopped and reaped: nothing outlives its launcher's failure
 
 
-def test_a_worker_given_no_sweep_exits_0_and_says_nothing(capsys):
-    with Workers(1, tracking=False) as workers:
-        workers.give("")  # what a worker sees when its launcher's stdin pipe closes empty
-        assert workers.procs[0].wait(timeout=60) == 0
-        workers.ended.get(timeout=10)  # its stderr relayed to the end
+def test_given_no_sweep_it_forks_nothing_exits_0_and_says_nothing(capsys):
+    with Workers(2, tracking=False) as workers:
+        workers.give("")  # what it sees when its launcher's stdin pipe closes empty
+        assert workers.forker.wait(timeout=60) == 0
+    assert all(p.pid is None for p in workers.procs)
     assert capsys.readouterr() == ("", "")
+
+
+def test_each_forked_worker_reports_its_pid_and_exit_code(workspace):
+    write_params(workspace.root / "params.yaml", n_trials=4, epochs=1, pruner="none")
+    params = load_params(workspace.root / "params.yaml")
+    cfg = config_from_params(params, tracking=False, n_workers=2, threads=1, root=workspace.root)
+    study, state = launch.open_sweep(cfg)
+    with Workers(2, tracking=False) as workers:
+        assert run_workers(cfg, state, workers) == [0, 0]
+    pids = {p.pid for p in workers.procs}
+    assert len(pids) == 2 and workers.forker.pid not in pids  # two processes forked from the one started
+    assert {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in study.trials} <= pids
+    assert len(study.get_trials(states=launch.COUNTED)) == 4
