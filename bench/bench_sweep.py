@@ -163,6 +163,9 @@ def span_minutes(study: optuna.Study) -> float:
     return (end - start).total_seconds() / 60
 
 
+SECTIONS = ("throughput", "command", "costs", "pruning", "storage")
+
+
 def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
@@ -177,9 +180,7 @@ def main() -> int:
     parser.add_argument("--prune-trials", type=int, default=30, help="trials per pruning run")
     parser.add_argument("--prune-epochs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=1, help="runs of the whole command per worker count")
-    parser.add_argument(
-        "--only", choices=("throughput", "command", "costs", "pruning"), action="append", help="sections to run"
-    )
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="sections to run (default: all)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ok = True
@@ -188,7 +189,7 @@ def main() -> int:
         n_dev = write_split(work / SPLIT_DIR)
         os.environ["PIPELINE_HOME"] = str(work)
 
-        sections = set(args.only or ("throughput", "command", "costs", "pruning"))
+        sections = set(args.only or SECTIONS)
         write_params(work / "params.yaml", epochs=args.epochs, fixed_size=True)
         if "throughput" in sections:
             throughput(work, args)
@@ -198,6 +199,8 @@ def main() -> int:
             fixed_costs(work)
         if "pruning" in sections:
             ok &= pruning(work, args, n_dev)
+        if "storage" in sections:
+            storage_contention(work)
     return 0 if ok else 1
 
 
@@ -297,6 +300,48 @@ def pruning(work: Path, args: argparse.Namespace, n_dev: int) -> bool:
         f"[{low:.4f}, {high:.4f}]; pruned best {results['median'][1]:.4f}: {'inside' if inside else 'OUTSIDE'}"
     )
     return saved >= 0.4 and inside
+
+
+def report_epochs(url: str, steps: int = 100, repeats: int = 3) -> list[float]:
+    """Seconds of ``steps`` intermediate reports, each after ~1 ms of work, as a trial makes them (one process)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name="reports", storage=optuna.storages.RDBStorage(url))
+    seconds = []
+    for _ in range(repeats):
+        trial = study.ask()
+        start = time.perf_counter()
+        for step in range(steps):
+            trial.report(0.5, step)
+            deadline = time.perf_counter() + 0.001
+            while time.perf_counter() < deadline:  # a small network's epoch, on the CPU
+                pass
+        seconds.append(time.perf_counter() - start)
+        study.tell(trial, 0.0)
+    return seconds
+
+
+def storage_contention(work: Path) -> None:
+    """Why a sweep puts its sqlite file in WAL mode (``storage.use_wal``): reports alone and beside a second writer."""
+    import multiprocessing
+    import sqlite3
+
+    print("## sqlite journal mode: 100 per-epoch reports, alone and beside a second worker\n")
+    print("| journal mode | alone s (median of 3) | beside another worker s | slow-down |")
+    print("| --- | --- | --- | --- |")
+    context = multiprocessing.get_context("spawn")
+    for mode in ("delete", "wal"):
+        path = work / f"reports-{mode}.db"
+        connection = sqlite3.connect(path)
+        connection.execute(f"PRAGMA journal_mode={mode}")
+        connection.close()
+        url = f"sqlite:///{path}"
+        optuna.create_study(study_name="reports", storage=url)
+        with context.Pool(1) as pool:
+            alone = statistics.median(pool.map(report_epochs, [url])[0])
+        with context.Pool(2) as pool:
+            beside = statistics.median([t for run in pool.map(report_epochs, [url, url]) for t in run])
+        print(f"| {mode} | {alone:.3f} | {beside:.3f} | {beside / alone:.2f}x |")
+    print()
 
 
 if __name__ == "__main__":

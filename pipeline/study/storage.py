@@ -149,10 +149,10 @@ def use_wal(path: Path) -> None:
     In sqlite's default rollback-journal mode every write locks the whole file, readers
     included, for its fsyncs, and a trial writes once per epoch (its intermediate value): two
     workers then queue on each other. In WAL mode readers never wait and a commit is one append.
-    On this project's 2-core machine, 100 reports between 1 ms steps took 0.49 s alone and 0.80 s
-    beside a second worker in rollback mode, 0.42 s in both cases in WAL mode
-    (bench/bench_sweep.py measures the whole sweep). Each commit is still synced (synchronous
-    stays FULL): a finished trial survives a power cut as before.
+    ``bench/bench_sweep.py --only storage`` on this project's 2-core machine: 100 reports between
+    1 ms steps took 0.42-0.50 s alone and 1.7-1.8x that beside a second worker in rollback mode;
+    0.35-0.38 s, and 0.96-1.39x beside another, in WAL mode. Each commit is still synced
+    (synchronous stays FULL): a finished trial survives a power cut as before.
     """
     conn = sqlite3.connect(path, timeout=lock_timeout())
     try:
