@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import IO
 
 from pipeline.errors import ConfigError, DataError, NumericalError, PipelineError, StorageError
@@ -138,11 +139,17 @@ class Workers:
                 else:
                     proc.ended(int(value))
                     self.ended.put(int(index))
-        self.forker.wait()
-        for i, proc in enumerate(self.procs):  # gone without reporting: the forking process was killed,
-            if proc.returncode is None:  # and its workers stopped as if their launcher were gone
-                proc.ended(TERMINATED_EXIT if self.given else 0)
-                self.ended.put(i)
+        code = self.forker.wait()
+        for i, proc in enumerate(self.procs):
+            if proc.returncode is not None:
+                continue
+            # Not reported: the forking process died first (killed: its workers stop as if their
+            # launcher were gone; or it failed before forking, its output relayed above). Its code
+            # stands for theirs, once they are gone: they are not this process's children.
+            if proc.pid is not None:
+                _wait_gone(proc.pid, STOP_WAIT)
+            proc.ended(code)
+            self.ended.put(i)
 
     def _relay(self) -> None:
         """Pass the workers' stderr on, keeping back each one's one-line error (the launcher raises it once)."""
@@ -155,6 +162,22 @@ class Workers:
                     continue
             sys.stderr.write(line)
             sys.stderr.flush()
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait until process ``pid`` (not a child of this one) has exited, for up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as f:  # a zombie has exited, whoever reaps it
+                if f.read().rsplit(") ", 1)[1].startswith("Z"):
+                    return
+        except (ProcessLookupError, FileNotFoundError):
+            return
+        except OSError:  # no /proc: signal 0 alone says it is there
+            pass
+        time.sleep(0.05)
 
 
 def run_workers(cfg: SweepConfig, state: SweepState, workers: Workers | None = None) -> list[int]:

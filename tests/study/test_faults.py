@@ -34,6 +34,7 @@ from tests.study.conftest import (
     FAST_HEARTBEAT,
     MlflowServer,
     alive,
+    children,
     descendants,
     fill,
     mlflow_client,
@@ -136,6 +137,33 @@ def test_workers_stop_cleanly_when_their_launcher_is_sigkilled(workspace):
     assert all(r.info.status != "RUNNING" for r in runs.values())
     parent = mlflow_client(workspace).get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.info.status == "KILLED"  # closed by the first worker that found its launcher gone
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("mlflow_store")
+def test_a_killed_forking_process_stops_its_workers_and_the_sweep_ends_cleanly(workspace):
+    write_params(workspace.root / "params.yaml", n_trials=4, epochs=150, pruner="none")
+    write_split(workspace.root / "data" / "split", m_train=1000)
+    url = workspace.default_storage
+    proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
+    victim = wait_for(lambda: running_trial(url, max_epochs=30))
+    (forker,) = children(proc.pid)
+    workers = descendants(forker)
+    assert len(workers) == 2
+    os.kill(forker, signal.SIGKILL)  # the workers lose their parent: they stop as if the launcher were gone
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out  # killed processes do not fail a sweep; the next one retries their trials
+    assert "killed by signal 9" in out and "Traceback" not in out
+    assert not any(alive(w) for w in workers)  # waited for: gone before the launcher closed the sweep
+
+    study = read_study(url)
+    assert study.trials[victim.number].state == TrialState.FAIL
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    runs = trial_runs(workspace, study)
+    assert runs[victim.user_attrs["mlflow_run_id"]].info.status == "KILLED"
+    assert all(r.info.status != "RUNNING" for r in runs.values())
+    parent = mlflow_client(workspace).get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status != "RUNNING"
 
 
 # --- 2. storage faults --------------------------------------------------------------------------
