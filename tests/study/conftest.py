@@ -312,11 +312,17 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``: a launcher's forking process and the workers it forked."""
+def workers_below(pid: int) -> list[int]:
+    """The processes below ``pid`` that run ``pipeline.study.worker``: a launcher's forking process and
+    the workers it forked (not what those run for a moment, such as ``git rev-parse``)."""
     found = []
     for child in children(pid):
-        found += [child, *descendants(child)]
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"pipeline.study.worker" in command:
+            found += [child, *workers_below(child)]
     return found
 
 

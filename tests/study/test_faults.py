@@ -34,8 +34,6 @@ from tests.study.conftest import (
     FAST_HEARTBEAT,
     MlflowServer,
     alive,
-    children,
-    descendants,
     fill,
     mlflow_client,
     read_only,
@@ -44,6 +42,7 @@ from tests.study.conftest import (
     small_disk,
     trial_runs,
     wait_for,
+    workers_below,
     write_params,
     write_split,
 )
@@ -96,7 +95,7 @@ def test_sigterm_to_a_multi_worker_sweep_is_handled_like_ctrl_c_and_exits_143(wo
     url = workspace.default_storage
     proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
     victim = wait_for(lambda: running_trial(url, max_epochs=30))
-    workers = descendants(proc.pid)
+    workers = workers_below(proc.pid)
     assert len(workers) == 3  # the forking process and its 2 workers
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=90)
@@ -123,7 +122,7 @@ def test_workers_stop_cleanly_when_their_launcher_is_sigkilled(workspace):
     url = workspace.default_storage
     proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
     victim = wait_for(lambda: running_trial(url, max_epochs=30))
-    workers = descendants(proc.pid)
+    workers = workers_below(proc.pid)
     assert len(workers) == 3
     proc.kill()  # SIGKILL: no handler runs in the launcher
     proc.wait()
@@ -147,8 +146,7 @@ def test_a_killed_forking_process_stops_its_workers_and_the_sweep_ends_cleanly(w
     url = workspace.default_storage
     proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
     victim = wait_for(lambda: running_trial(url, max_epochs=30))
-    (forker,) = children(proc.pid)
-    workers = descendants(forker)
+    forker, *workers = workers_below(proc.pid)
     assert len(workers) == 2
     os.kill(forker, signal.SIGKILL)  # the workers lose their parent: they stop as if the launcher were gone
     out, _ = proc.communicate(timeout=120)

@@ -11,21 +11,7 @@ from pipeline.errors import ConfigError
 from pipeline.study import launch, sweep
 from pipeline.study.config import config_from_params
 from pipeline.study.spawn import Workers, run_workers
-from tests.study.conftest import alive, children, write_params
-
-
-def workers_of(pid: int) -> list[int]:
-    """The children of ``pid`` that run ``pipeline.study.worker``."""
-    found = []
-    for child in children(pid):
-        try:
-            with open(f"/proc/{child}/cmdline", "rb") as f:
-                command = f.read().split(b"\0")
-        except FileNotFoundError:
-            continue
-        if b"pipeline.study.worker" in command:
-            found.append(child)
-    return found
+from tests.study.conftest import alive, workers_below, write_params
 
 
 def test_the_workers_process_starts_before_the_sweep_opens_and_none_outlives_a_failed_open(workspace, monkeypatch):
@@ -33,7 +19,7 @@ def test_the_workers_process_starts_before_the_sweep_opens_and_none_outlives_a_f
     seen: list[int] = []
 
     def failing_open(*args: object, **kwargs: object) -> None:
-        seen.extend(workers_of(os.getpid()))  # already started: it imports while this runs
+        seen.extend(workers_below(os.getpid()))  # already started: it imports while this runs
         raise ConfigError("the study cannot be opened")
 
     monkeypatch.setattr(launch, "open_sweep", failing_open)
