@@ -47,9 +47,6 @@ class WorkerProcess:
         self.returncode: int | None = None
         self._ended = threading.Event()
 
-    def poll(self) -> int | None:
-        return self.returncode
-
     def send_signal(self, signum: int) -> None:
         if self.pid is not None and self.returncode is None:
             with contextlib.suppress(ProcessLookupError):

@@ -116,7 +116,7 @@ def _sweep(cfg: SweepConfig, resume: bool | None) -> optuna.Study:
         return _run(cfg, resume, None)
     from pipeline.study.spawn import Workers
 
-    # Started now, the worker processes import while this one opens the sweep.
+    # Started now, the process that forks the workers imports while this one opens the sweep.
     with Workers(cfg.n_workers, tracking=cfg.tracking) as workers:
         return _run(cfg, resume, workers)
 

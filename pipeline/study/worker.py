@@ -204,7 +204,7 @@ def _mark_orphans(study: optuna.Study, trial: FrozenTrial) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.study.sweep import TrialPrinter, watch_tracking  # noqa: F401  (imported before any fork)
+    import pipeline.study.sweep  # serve's terminal lines, imported before any fork
 
     parser = argparse.ArgumentParser(prog="pipeline.study.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=int, default=0, help="worker number (seeds its own sampler stream)")

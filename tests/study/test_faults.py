@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import cli
 from pipeline.config import load_params
@@ -87,14 +87,19 @@ def a_study_file(path: Path) -> bytes:
 # --- 1. signals ---------------------------------------------------------------------------------
 
 
+def two_workers_training(workspace, n_trials: int) -> tuple[subprocess.Popen, str, FrozenTrial]:
+    """A 2-worker sweep of ~1 s trials (150 epochs on 1000 rows), returned once a trial is in its first 30 epochs."""
+    write_params(workspace.root / "params.yaml", n_trials=n_trials, epochs=150, pruner="none")
+    write_split(workspace.root / "data" / "split", m_train=1000)
+    url = workspace.default_storage
+    proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
+    return proc, url, wait_for(lambda: running_trial(url, max_epochs=30))
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_sigterm_to_a_multi_worker_sweep_is_handled_like_ctrl_c_and_exits_143(workspace):
-    write_params(workspace.root / "params.yaml", n_trials=3, epochs=150, pruner="none")
-    write_split(workspace.root / "data" / "split", m_train=1000)  # trials of seconds: caught mid-training
-    url = workspace.default_storage
-    proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
-    victim = wait_for(lambda: running_trial(url, max_epochs=30))
+    proc, url, victim = two_workers_training(workspace, n_trials=3)
     workers = workers_below(proc.pid)
     assert len(workers) == 3  # the forking process and its 2 workers
     proc.send_signal(signal.SIGTERM)
@@ -117,11 +122,7 @@ def test_sigterm_to_a_multi_worker_sweep_is_handled_like_ctrl_c_and_exits_143(wo
 @pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_workers_stop_cleanly_when_their_launcher_is_sigkilled(workspace):
-    write_params(workspace.root / "params.yaml", n_trials=4, epochs=150, pruner="none")
-    write_split(workspace.root / "data" / "split", m_train=1000)
-    url = workspace.default_storage
-    proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
-    victim = wait_for(lambda: running_trial(url, max_epochs=30))
+    proc, url, victim = two_workers_training(workspace, n_trials=4)
     workers = workers_below(proc.pid)
     assert len(workers) == 3
     proc.kill()  # SIGKILL: no handler runs in the launcher
@@ -141,11 +142,7 @@ def test_workers_stop_cleanly_when_their_launcher_is_sigkilled(workspace):
 @pytest.mark.slow
 @pytest.mark.usefixtures("mlflow_store")
 def test_a_killed_forking_process_stops_its_workers_and_the_sweep_ends_cleanly(workspace):
-    write_params(workspace.root / "params.yaml", n_trials=4, epochs=150, pruner="none")
-    write_split(workspace.root / "data" / "split", m_train=1000)
-    url = workspace.default_storage
-    proc = workspace.start("sweep", "--workers", "2", *FAST_HEARTBEAT)
-    victim = wait_for(lambda: running_trial(url, max_epochs=30))
+    proc, url, victim = two_workers_training(workspace, n_trials=4)
     forker, *workers = workers_below(proc.pid)
     assert len(workers) == 2
     os.kill(forker, signal.SIGKILL)  # the workers lose their parent: they stop as if the launcher were gone
