@@ -44,7 +44,7 @@ from pipeline.study.locks import ClaimLock
 from pipeline.study.noise_floor import noise_floor_stop
 from pipeline.study.objective import Objective, TrialData
 from pipeline.study.signals import DeferredInterrupt, die_with_parent, exit_code, sigterm_as_interrupt
-from pipeline.study.storage import open_storage, storage_errors
+from pipeline.study.storage import open_storage, preload, storage_errors
 
 
 def run_worker(
@@ -224,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent(args.parent)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our trial lines replace Optuna's (and Ctrl-C tracebacks)
     try:
+        if args.workers is not None:  # the forking process: what each worker would import, once
+            preload()
         if args.preload_tracking:
-            import pipeline.tracking  # noqa: F401  (about 2 s: done while the launcher opens the sweep)
+            import pipeline.tracking  # about 2 s: done while the launcher opens the sweep
+
+            pipeline.tracking.preload()
         payload = sys.stdin.read() if args.payload == "-" else args.payload
     except KeyboardInterrupt as e:
         return exit_code(e)

@@ -38,7 +38,7 @@ from pipeline.tracking.inputs import DATA_HASH_TAG, Datasets, data_hash
 from pipeline.tracking.model import INFERENCE_CODE, Registered, log_final_model
 from pipeline.tracking.outbox import OUTBOX, flush_outbox
 from pipeline.tracking.runs import live_run_experiment, log_to_run, parent_run_of, run_status, tag_runs
-from pipeline.tracking.store import STATUSES, TrackingUnreachable, git_commit, store_name, tracking_uri
+from pipeline.tracking.store import STATUSES, TrackingUnreachable, git_commit, preload, store_name, tracking_uri
 from pipeline.tracking.study_run import (
     StudySummary,
     close_dead_parent_runs,
@@ -71,6 +71,7 @@ __all__ = [
     "mark_orphans",
     "mlflow",
     "parent_run_of",
+    "preload",
     "prepare_study_run",
     "run_status",
     "store_name",

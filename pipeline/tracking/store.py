@@ -18,6 +18,7 @@ for MLflow's retry variables (``pipeline.tracking.HTTP_DEFAULTS``): a dead serve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -85,6 +86,28 @@ def client() -> MlflowClient:
     if mlflow.get_tracking_uri() != uri:
         mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
+
+
+# URI schemes MLflow serves from its SQLAlchemy store (mlflow.store.db.db_types)
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def preload() -> None:
+    """Import the store module ``client()`` will need for ``tracking_uri()``, without connecting.
+
+    MLflow imports its SQLAlchemy store (its table models, alembic) at the first client of a
+    database URI: about 0.6 s of CPU. The process that forks a sweep's workers runs this once
+    before forking (``worker.fork_workers``), so no worker pays it in its first trial. Best
+    effort: a store that cannot be used fails, as one line, at its first real use.
+    """
+    scheme = urlsplit(tracking_uri()).scheme.split("+")[0]
+    if scheme not in DATABASE_SCHEMES:
+        return
+    with contextlib.suppress(Exception):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        import sqlalchemy.orm
+
+        sqlalchemy.orm.configure_mappers()
 
 
 def unreachable(e: BaseException) -> bool:

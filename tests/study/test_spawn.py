@@ -48,3 +48,45 @@ def test_each_forked_worker_reports_its_pid_and_exit_code(workspace):
     assert len(pids) == 2 and workers.forker.pid not in pids  # two processes forked from the one started
     assert {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in study.trials} <= pids
     assert len(study.get_trials(states=launch.COUNTED)) == 4
+
+
+PRELOADED = ("optuna.storages._rdb.models", "mlflow.store.tracking.sqlalchemy_store")
+CHECK_PRELOAD = """
+import io, json, os, sys
+from pipeline.study import worker
+sys.stdin = io.StringIO("")  # no sweep given: it exits after its imports, before forking
+read, write = os.pipe()
+code = worker.main(["--workers", "2", "--report-fd", str(write), *sys.argv[1:], "-"])
+print(json.dumps({"code": code, "loaded": [m in sys.modules for m in %r]}))
+""" % (PRELOADED,)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [([], [True, False]), (["--preload-tracking"], [True, True])])
+def test_the_forking_process_imports_what_each_workers_first_trial_would_without_touching_a_store(
+    tmp_path, flags, expected
+):
+    """Optuna's table models (and, tracking on, MLflow's SQLAlchemy store) are loaded before the fork,
+    once, instead of in every worker's first trial (bench/bench_sweep.py); no store is opened."""
+    import json
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": os.getcwd()}
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK_PRELOAD, *flags], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == {"code": 0, "loaded": expected}
+    assert not (tmp_path / "mlflow.db").exists()  # imported, not connected
+
+
+def test_the_tracking_preload_leaves_a_tracking_server_alone(monkeypatch):
+    """An http:// store has no SQLAlchemy models to load: nothing is imported for it, nothing is contacted."""
+    import subprocess
+    import sys
+
+    code = "import sys; from pipeline import tracking; tracking.preload(); "
+    code += "print('mlflow.store.tracking.sqlalchemy_store' in sys.modules)"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "PYTHONPATH": os.getcwd()}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
