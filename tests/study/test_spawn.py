@@ -50,15 +50,15 @@ def test_each_forked_worker_reports_its_pid_and_exit_code(workspace):
     assert len(study.get_trials(states=launch.COUNTED)) == 4
 
 
-PRELOADED = ("optuna.storages._rdb.models", "mlflow.store.tracking.sqlalchemy_store")
 CHECK_PRELOAD = """
 import io, json, os, sys
 from pipeline.study import worker
 sys.stdin = io.StringIO("")  # no sweep given: it exits after its imports, before forking
 read, write = os.pipe()
 code = worker.main(["--workers", "2", "--report-fd", str(write), *sys.argv[1:], "-"])
-print(json.dumps({"code": code, "loaded": [m in sys.modules for m in %r]}))
-""" % (PRELOADED,)
+loaded = [m in sys.modules for m in ("optuna.storages._rdb.models", "mlflow.store.tracking.sqlalchemy_store")]
+print(json.dumps({"code": code, "loaded": loaded}))
+"""
 
 
 @pytest.mark.parametrize(("flags", "expected"), [([], [True, False]), (["--preload-tracking"], [True, True])])
