@@ -84,7 +84,7 @@ def preload() -> None:
     """Import what the first ``open_storage`` of a process would, without connecting.
 
     Optuna imports its table models lazily, and SQLAlchemy configures the mappers at the first
-    query: about 0.4 s of CPU in each new worker. The process that forks the workers runs this
+    query, in each new process. The process that forks the workers runs this
     once before it knows the URL, so that they share the work done (``worker.fork_workers``).
     Best effort: what fails here fails again, as one line, at the real open.
     """

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import mlflow
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
+from mlflow.store.db.db_types import DATABASE_ENGINES
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -88,20 +89,16 @@ def client() -> MlflowClient:
     return MlflowClient(uri)
 
 
-# URI schemes MLflow serves from its SQLAlchemy store (mlflow.store.db.db_types)
-DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-
-
 def preload() -> None:
     """Import the store module ``client()`` will need for ``tracking_uri()``, without connecting.
 
     MLflow imports its SQLAlchemy store (its table models, alembic) at the first client of a
-    database URI: about 0.6 s of CPU. The process that forks a sweep's workers runs this once
+    database URI. The process that forks a sweep's workers runs this once
     before forking (``worker.fork_workers``), so no worker pays it in its first trial. Best
     effort: a store that cannot be used fails, as one line, at its first real use.
     """
     scheme = urlsplit(tracking_uri()).scheme.split("+")[0]
-    if scheme not in DATABASE_SCHEMES:
+    if scheme not in DATABASE_ENGINES:  # the schemes MLflow serves from its SQLAlchemy store
         return
     with contextlib.suppress(Exception):
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +14,7 @@ from pipeline.errors import ConfigError
 from pipeline.study import launch, sweep
 from pipeline.study.config import config_from_params
 from pipeline.study.spawn import Workers, run_workers
-from tests.study.conftest import alive, workers_below, write_params
+from tests.study.conftest import REPO, alive, workers_below, write_params
 
 
 def test_the_workers_process_starts_before_the_sweep_opens_and_none_outlives_a_failed_open(workspace, monkeypatch):
@@ -54,11 +57,18 @@ CHECK_PRELOAD = """
 import io, json, os, sys
 from pipeline.study import worker
 sys.stdin = io.StringIO("")  # no sweep given: it exits after its imports, before forking
-read, write = os.pipe()
+_, write = os.pipe()
 code = worker.main(["--workers", "2", "--report-fd", str(write), *sys.argv[1:], "-"])
 loaded = [m in sys.modules for m in ("optuna.storages._rdb.models", "mlflow.store.tracking.sqlalchemy_store")]
 print(json.dumps({"code": code, "loaded": loaded}))
 """
+
+
+def fresh_python(code: str, tracking_uri: str, *args: str) -> str:
+    """The last line ``code`` prints in a new interpreter (nothing imported yet) on this checkout."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()[-1]
 
 
 @pytest.mark.parametrize(("flags", "expected"), [([], [True, False]), (["--preload-tracking"], [True, True])])
@@ -67,26 +77,13 @@ def test_the_forking_process_imports_what_each_workers_first_trial_would_without
 ):
     """Optuna's table models (and, tracking on, MLflow's SQLAlchemy store) are loaded before the fork,
     once, instead of in every worker's first trial (bench/bench_sweep.py); no store is opened."""
-    import json
-    import subprocess
-    import sys
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": os.getcwd()}
-    out = subprocess.run(
-        [sys.executable, "-c", CHECK_PRELOAD, *flags], env=env, capture_output=True, text=True, check=True
-    )
-    assert json.loads(out.stdout.splitlines()[-1]) == {"code": 0, "loaded": expected}
+    line = fresh_python(CHECK_PRELOAD, f"sqlite:///{tmp_path / 'mlflow.db'}", *flags)
+    assert json.loads(line) == {"code": 0, "loaded": expected}
     assert not (tmp_path / "mlflow.db").exists()  # imported, not connected
 
 
-def test_the_tracking_preload_leaves_a_tracking_server_alone(monkeypatch):
+def test_the_tracking_preload_leaves_a_tracking_server_alone():
     """An http:// store has no SQLAlchemy models to load: nothing is imported for it, nothing is contacted."""
-    import subprocess
-    import sys
-
     code = "import sys; from pipeline import tracking; tracking.preload(); "
     code += "print('mlflow.store.tracking.sqlalchemy_store' in sys.modules)"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "PYTHONPATH": os.getcwd()}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert fresh_python(code, "http://127.0.0.1:9") == "False"
