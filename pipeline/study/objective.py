@@ -252,7 +252,7 @@ class Objective:
                 **({"optuna.retry_of": retry_of} if retry_of is not None else {}),
             }
             with self._run(trial, values, tags) as run:
-                if run is not None:
+                if run is not None and run.run_id is not None:  # None: waiting in the outbox for the server
                     trial.set_user_attr("mlflow_run_id", run.run_id)
                 outcome = self._train(trial, params, run, seed_trial, threads)
                 for key, value in outcome.items():

@@ -23,6 +23,7 @@ def summarize(study: optuna.Study) -> StudySummary:
         best_params=dict(best.params),
         best_value=best.value,
         best_trial_number=best.number,
-        best_run_id=best.user_attrs.get("mlflow_run_id", ""),
+        # None where the run waited in the outbox when the trial started (a server that was away)
+        best_run_id=best.user_attrs.get("mlflow_run_id") or "",
         importances=importances,
     )

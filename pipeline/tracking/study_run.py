@@ -97,7 +97,8 @@ def _finish(
             metrics["best_value"] = summary.best_value
         if summary.best_trial_number is not None:
             metrics["best_trial_number"] = summary.best_trial_number
-        tags["best.mlflow_run_id"] = summary.best_run_id
+        if summary.best_run_id:  # "" when the best trial's run was written late, after its trial
+            tags["best.mlflow_run_id"] = summary.best_run_id
     metrics |= {f"importance_{k}": v for k, v in summary.importances.items()}
     if not summary.importances:
         tags["importance.none"] = "too few completed trials to rank parameters"

@@ -204,6 +204,25 @@ def test_finish_study_run_logs_best_and_importances(store) -> None:
     assert [a.path for a in store.list_artifacts(parent)] == ["importances.json"]
 
 
+def test_finish_study_run_when_the_best_run_was_written_late(store) -> None:
+    """A best trial whose run waited in the outbox has no run id (older studies stored None): no tag, no crash."""
+    parent = tracking.prepare_study_run("digits", None, {})
+    study = optuna.create_study(study_name="digits")
+    for value, run_id in ((0.2, "abc"), (0.1, None)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"n_units": 8},
+                distributions={"n_units": optuna.distributions.IntDistribution(8, 64)},
+                value=value,
+                user_attrs={"mlflow_run_id": run_id},
+            )
+        )
+    tracking.finish_study_run(parent, summary.summarize(study))
+    run = store.get_run(parent)
+    assert run.info.status == "FINISHED" and "best.mlflow_run_id" not in run.data.tags
+    assert run.data.metrics["best_value"] == study.best_value
+
+
 def test_finish_study_run_with_too_few_trials(store) -> None:
     parent = tracking.prepare_study_run("digits", None, {})
     study = run_study(parent, 1)
