@@ -2,6 +2,7 @@
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_sweep.py [--trials 16] [--prune-trials 30]
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_sweep.py --only command --repeats 3
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_sweep.py --only prune-cost
 
 1. Throughput: the same fixed-size trials (digits, 2x64 hidden units, no pruner) with 1 and then
    2 worker processes, 1 BLAS thread each. Trials per minute over the span from the first trial's
@@ -15,9 +16,13 @@
 3. Pruning: the same seeded study with the median pruner and with none. Goal: the pruned study
    trains >= 40% fewer epochs, and its best dev error lies inside the 95% Wilson interval of the
    unpruned study's best.
+4. Pruning's round trips (``--only prune-cost``): the default study (params.yaml's space, epochs
+   and median pruner, ``--trials`` + 4 trials, 1 worker, tracking off) with Optuna's
+   ``MedianPruner`` and with ``pipeline.study.pruning.MedianPruner``, which reads the finished
+   trials once a second. Goal: the same trials pruned at the same epochs, in fewer trial seconds.
 
 The dev split here is 30% of digits (540 images), not the pipeline's 1%, so the interval means
-something. The in-process runs of 1 and 3 have MLflow tracking off (the study engine alone).
+something. The in-process runs of 1, 3 and 4 have MLflow tracking off (the study engine alone).
 Prints a Markdown report.
 """
 
@@ -163,7 +168,7 @@ def span_minutes(study: optuna.Study) -> float:
     return (end - start).total_seconds() / 60
 
 
-SECTIONS = ("throughput", "command", "costs", "pruning", "storage")
+SECTIONS = ("throughput", "command", "costs", "pruning", "prune-cost", "storage")
 
 
 def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -199,6 +204,8 @@ def main() -> int:
             fixed_costs(work)
         if "pruning" in sections:
             ok &= pruning(work, args, n_dev)
+        if "prune-cost" in sections:
+            ok &= prune_cost(work, args)
         if "storage" in sections:
             storage_contention(work)
     return 0 if ok else 1
@@ -300,6 +307,70 @@ def pruning(work: Path, args: argparse.Namespace, n_dev: int) -> bool:
         f"[{low:.4f}, {high:.4f}]; pruned best {results['median'][1]:.4f}: {'inside' if inside else 'OUTSIDE'}"
     )
     return saved >= 0.4 and inside
+
+
+def prune_cost(work: Path, args: argparse.Namespace) -> bool:
+    """The default study (params.yaml's space, epochs and median pruner) with Optuna's pruner and with ours.
+
+    Same seed, one worker, tracking off, so both make the same trials; the seconds inside
+    ``Trial.should_prune`` and ``Trial.report`` are timed around Optuna's own methods. Goal: the
+    same trials pruned at the same epochs, and fewer seconds per trial.
+    """
+    from pipeline.study import config as study_config
+
+    trials = args.trials + 4  # params.yaml's 20 at the default --trials
+    print(f"## What pruning's round trips cost: the default study, {trials} trials, median pruner, 1 worker\n")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    spent = {"should_prune": 0.0, "report": 0.0}
+    originals = {name: getattr(optuna.trial.Trial, name) for name in spent}
+
+    def timed(name: str):
+        def method(self, *a, **k):
+            start = time.perf_counter()
+            try:
+                return originals[name](self, *a, **k)
+            finally:
+                spent[name] += time.perf_counter() - start
+
+        return method
+
+    builders = {
+        "optuna.pruners.MedianPruner": lambda p: optuna.pruners.MedianPruner(
+            n_startup_trials=p.tune.startup_trials, n_warmup_steps=max(1, study_config._max_epochs(p) // 10)
+        ),
+        "pipeline.study.pruning.MedianPruner": study_config.PRUNERS["median"],
+    }
+    print("| pruner | trial s (sum) | epochs | pruned | s in should_prune | s in report | ms per epoch (both) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    results = {}
+    for label, build in builders.items():
+        spent.update(should_prune=0.0, report=0.0)
+        for name in spent:
+            setattr(optuna.trial.Trial, name, timed(name))
+        study_config.PRUNERS["median"] = build  # the dict the worker reads
+        try:
+            study, _ = run_study(work, f"prune-cost-{len(results)}", n_trials=trials, n_workers=1, pruner="median")
+        finally:
+            study_config.PRUNERS["median"] = builders["pipeline.study.pruning.MedianPruner"]
+            for name, method in originals.items():
+                setattr(optuna.trial.Trial, name, method)
+        done = study.get_trials(states=launch.COUNTED)
+        seconds = sum(t.duration.total_seconds() for t in done)
+        epochs = sum(t.user_attrs["epochs_trained"] for t in done)
+        pruned = tuple((t.number, t.user_attrs["epochs_trained"]) for t in done if t.state.name == "PRUNED")
+        results[label] = (seconds, pruned)
+        both = (spent["should_prune"] + spent["report"]) / epochs * 1e3
+        print(
+            f"| {label} | {seconds:.2f} | {epochs} | {len(pruned)} | {spent['should_prune']:.2f} "
+            f"| {spent['report']:.2f} | {both:.2f} |"
+        )
+    (theirs, pruned_theirs), (ours, pruned_ours) = results.values()
+    same = pruned_theirs == pruned_ours
+    print(f"\nSame trials pruned at the same epochs: {'yes' if same else 'NO'}", end="")
+    print(f"; trial seconds, ours / Optuna's: {ours / theirs:.2f}\n")
+    write_params(work / "params.yaml", epochs=args.epochs, fixed_size=True)
+    return same and ours < theirs
 
 
 def report_epochs(url: str, steps: int = 100, repeats: int = 3) -> list[float]:

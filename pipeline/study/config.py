@@ -24,6 +24,7 @@ from pipeline.config import PRUNERS as PRUNER_NAMES
 from pipeline.config import Params, TuneParams, params_from_dict
 from pipeline.errors import ConfigError
 from pipeline.paths import SPLIT_DIR
+from pipeline.study import pruning
 from pipeline.study.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, resolve_url
 
 # The keys of params.tune that the command line may override (None: keep params.yaml's value).
@@ -150,7 +151,8 @@ def _max_epochs(params: Params) -> int:
 
 PRUNERS: dict[str, Callable[[Params], optuna.pruners.BasePruner]] = {
     # Pruning looks at the dev cost of every epoch; the first tenth of training is never judged.
-    "median": lambda p: optuna.pruners.MedianPruner(
+    # pruning.MedianPruner is Optuna's, reading the finished trials once a second, not every epoch.
+    "median": lambda p: pruning.MedianPruner(
         n_startup_trials=p.tune.startup_trials, n_warmup_steps=max(1, _max_epochs(p) // 10)
     ),
     "hyperband": lambda p: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=_max_epochs(p)),
