@@ -2,11 +2,13 @@
 
 Three implementations train the same architecture on the same data in one run:
 
-- ``core``: ``pipeline.nn.fit`` itself (optimizer "gd", keep_prob 1, l2_lambda = sklearn's alpha,
-  no dev data), with a ``GradientDescent`` subclass that timestamps each step; the per-epoch
-  ``EpochLog.seconds`` (the update loop only, via a callback) give a second, epoch-level number.
-- ``sklearn``: ``MLPClassifier`` set to the same algorithm (plain SGD, no momentum, same batch,
-  alpha = l2_lambda, float32 data so it computes in float32, ``shuffle=False``).
+- ``core``: ``pipeline.nn.fit`` itself (optimizer "gd", or "adam" with ``--optimizer adam``;
+  keep_prob 1, l2_lambda = sklearn's alpha, no dev data), with a subclass of the optimizer that
+  timestamps each step; the per-epoch ``EpochLog.seconds`` (the update loop only, via a
+  callback) give a second, epoch-level number.
+- ``sklearn``: ``MLPClassifier`` set to the same algorithm (plain SGD without momentum, or its
+  adam solver; same batch, alpha = l2_lambda, float32 data so it computes in float32,
+  ``shuffle=False``).
 - ``floor``: only the matrix products one training step needs (forward Z = W A, backward
   dW = dZ A.T and dA = W.T dZ for layers >= 2), into preallocated arrays.
 - ``core-nohealth`` (not run by default): ``core`` with the per-layer health numbers off
@@ -28,6 +30,8 @@ core's numbers include that work; the others' do not. Full-batch workloads do no
     .venv/bin/python bench/bench_core.py --workloads digits --threads 1 --json out.json
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_core.py --workloads wide --threads 1 \
         --impls core,core-nohealth                          # the cost of the health numbers
+    .venv/bin/python bench/bench_core.py --workloads digits-b64 --threads 1 --optimizer adam
+                                                            # Adam (the default optimizer) on both sides
 
 Progress goes to stderr, the markdown report to stdout.
 """
@@ -51,7 +55,6 @@ from threadpoolctl import threadpool_info, threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pipeline.nn.train as train
 from pipeline.nn import Architecture, EpochLog, FitOptions, fit, predict
-from pipeline.nn.optim import GradientDescent
 from pipeline.threads import blas_threads_for
 
 L2 = 0.1  # sklearn's alpha = the core's l2_lambda
@@ -133,11 +136,11 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: boo
     ``health=False``: without the per-layer health numbers (``fit``'s private switch).
     """
     arch = Architecture(w.layers, dtype=dtype)
-    hp = FitOptions(learning_rate=w.lr, epochs=w.epochs, batch_size=w.batch, optimizer="gd", l2_lambda=L2)
+    hp = FitOptions(learning_rate=w.lr, epochs=w.epochs, batch_size=w.batch, optimizer=OPTIMIZER[0], l2_lambda=L2)
     stamps: list[float] = []
     epochs: list[float] = []
 
-    class TimedGD(GradientDescent):  # like sklearn's Timed below: a timestamp per step, nothing else
+    class Timed(train.OPTIMIZERS[OPTIMIZER[0]]):  # like sklearn's Timed below: a timestamp per step, nothing else
         def step(self, *args, **kwargs) -> None:
             stamps.append(time.perf_counter())
             super().step(*args, **kwargs)
@@ -156,7 +159,7 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: boo
             spent.append(time.perf_counter() - start)
 
     original = train.OPTIMIZERS
-    train.OPTIMIZERS = {**original, "gd": TimedGD}
+    train.OPTIMIZERS = {**original, OPTIMIZER[0]: Timed}
     train.layer_health = timed_health
     try:  # X.T: (n_x, m), Fortran-ordered, as the pipeline passes it
         result = fit(X.T, y, arch, hp, seed=0, callbacks=[record], _health=health)
@@ -170,6 +173,7 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: boo
 
 
 EPOCH_SECONDS: list[float] = []  # the core's EpochLog-based s/epoch, one per call of time_core
+OPTIMIZER = ["gd"]  # --optimizer: "gd" (sklearn's plain SGD) or "adam" (sklearn's adam solver)
 HEALTH_SECONDS: list[float] = []  # the median seconds of one epoch's health computation, per call
 
 
@@ -187,7 +191,7 @@ def time_sklearn(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> tuple
     clf = Timed(
         hidden_layer_sizes=w.layers[1:-1],
         activation="relu",
-        solver="sgd",
+        solver="sgd" if OPTIMIZER[0] == "gd" else "adam",  # adam: beta 0.9, 0.999, epsilon 1e-8 as the core's
         alpha=L2,
         batch_size=w.batch or w.m,
         learning_rate="constant",
@@ -339,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=2, help="redo a run this often while others are busy")
     parser.add_argument("--quick", action="store_true", help="shrunk workloads, 1 repeat: a smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
+    parser.add_argument("--optimizer", default="gd", choices=["gd", "adam"], help="core's and sklearn's update rule")
     args = parser.parse_args(argv)
+    OPTIMIZER[0] = args.optimizer
 
     table = QUICK if args.quick else WORKLOADS
     repeats = 1 if args.quick else args.repeats

@@ -52,6 +52,12 @@ class LayerHealth:
     saturated_fraction: float | None
 
 
+def _norm(x: np.ndarray) -> float:
+    """``np.linalg.norm(x)`` of a real array (the same dot product and square root), without its dispatch."""
+    flat = x.ravel(order="K")
+    return float(np.sqrt(flat.dot(flat)))
+
+
 def layer_health(
     weights: Weights,
     grads: Weights,
@@ -71,7 +77,7 @@ def layer_health(
         if scale := l2_gradient_scale(f"W{l}", l2_lambda, m):
             with_l2 = np.multiply(W, scale)  # a new array: the optimizer still gets the data gradient it expects
             dW = np.add(with_l2, dW, out=with_l2)  # = dW + scale * W (the same sum, one temporary)
-        w_norm, grad_norm = float(np.linalg.norm(W)), float(np.linalg.norm(dW))
+        w_norm, grad_norm = _norm(W), _norm(dW)
         ratio = learning_rate * grad_norm / w_norm if w_norm else (math.inf if grad_norm else 0.0)
         dead = saturated = None
         if l < arch.n_layers:
@@ -80,9 +86,9 @@ def layer_health(
                 # A = relu(Z) >= 0, so a row of A sums to 0 exactly when its Z is never > 0 (a
                 # finite cost got here, so no NaN); as a product with ones this is ~5x faster
                 # than a reduction across the columns of the column-major Z (full batch: every step)
-                dead = float(np.mean(np.matmul(A, np.ones((A.shape[1], 1), A.dtype)) == 0))
+                dead = float(np.count_nonzero(np.matmul(A, np.ones((A.shape[1], 1), A.dtype)) == 0) / A.shape[0])
             elif arch.hidden_activation in CAN_DIE:
-                dead = float(np.mean(~(Z > 0).any(axis=1)))
+                dead = float(np.count_nonzero(~(Z > 0).any(axis=1)) / Z.shape[0])
             if arch.hidden_activation in SATURATION:
                 saturated = float(np.count_nonzero(np.abs(Z) > SATURATION[arch.hidden_activation]) / Z.size)
         health.append(LayerHealth(l, w_norm, grad_norm, ratio, dead, saturated))

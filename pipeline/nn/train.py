@@ -24,6 +24,7 @@ from pipeline.nn.network import (
     compute_cost,
     encode_labels,
     forward,
+    grouped,
     initialize,
     l2_penalty,
     labels_from_logits,
@@ -169,9 +170,11 @@ def fit(
         X_dev = np.asfortranarray(X_dev, dtype=arch.dtype)
         Y_dev = encode_labels(y_dev, arch)
 
-    weights = initialize(arch, init_rng)
-    optimizer = OPTIMIZERS[hp.optimizer](weights, hp.beta1, hp.beta2, hp.epsilon)
-    grads = {"d" + name: np.empty_like(W) for name, W in weights.items()}  # reused by every step
+    # The network reads weights and grads by layer; the optimizer updates all weights and all
+    # biases as two flat arrays that those are views of (network.grouped)
+    weights, parameters = grouped(initialize(arch, init_rng))
+    optimizer = OPTIMIZERS[hp.optimizer](parameters, hp.beta1, hp.beta2, hp.epsilon)
+    grads, gradients = grouped({"d" + name: np.empty_like(W) for name, W in weights.items()})  # reused by every step
     m = X.shape[1]
     batch = m if hp.batch_size == 0 else min(hp.batch_size, m)
     buffers = StepBuffers.allocate(arch, batch)  # the step's activations and their gradients
@@ -208,7 +211,7 @@ def fit(
                 grads = backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers)  # L2: in the step
                 if _health and begin + batch >= m:  # the epoch's last step, before the step consumes grads
                     health = layer_health(weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1])
-                optimizer.step(weights, grads, learning_rate, hp.l2_lambda, X_b.shape[1])
+                optimizer.step(parameters, gradients, learning_rate, hp.l2_lambda, X_b.shape[1])
                 cost_sum += cost * X_b.shape[1]
                 steps += 1
             seconds = time.perf_counter() - epoch_start

@@ -7,7 +7,8 @@ import pytest
 
 from pipeline.nn import Architecture, compute_cost, encode_labels, forward, gradient_check, initialize, predict
 from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
-from pipeline.nn.network import backward
+from pipeline.nn.network import backward, grouped
+from pipeline.nn.optim import OPTIMIZERS
 
 
 def small_problem(n_classes: int, activation: str, seed: int = 0, dtype: str = "float64"):
@@ -165,3 +166,34 @@ def test_prediction_runs_in_column_chunks_without_copying_the_rows(tmp_path, mon
     np.testing.assert_array_equal(labels, whole_labels)
     np.testing.assert_allclose(predict_proba(X, weights, arch), whole_proba, rtol=1e-12)
     assert peak < X.nbytes / 10, f"peak {peak / 1e6:.2f} MB for {X.nbytes / 1e6:.1f} MB of rows"
+
+
+def test_grouped_views_share_two_flat_arrays_and_keep_the_values() -> None:
+    arch = Architecture((5, 4, 3, 1), dtype="float32")
+    weights = initialize(arch, np.random.default_rng(0))
+    views, flat = grouped(weights)
+    assert list(views) == list(weights) and sorted(flat) == ["W", "b"]
+    assert flat["W"].size == 5 * 4 + 4 * 3 + 3 and flat["b"].size == 4 + 3 + 1
+    for name, W in weights.items():
+        assert views[name].shape == W.shape and views[name].flags.c_contiguous
+        assert np.array_equal(views[name], W) and np.shares_memory(views[name], flat[name[0]])
+    flat["W"] += 1  # what the optimizer does to the flat array, every layer sees
+    assert np.array_equal(views["W2"], weights["W2"] + 1)
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_an_update_of_the_flat_arrays_is_bit_for_bit_the_per_layer_update(optimizer: str) -> None:
+    """What lets fit hand two flat arrays to the optimizer: its arithmetic is elementwise."""
+    arch = Architecture((6, 5, 4, 3), dtype="float32")
+    rng = np.random.default_rng(1)
+    per_layer = initialize(arch, rng)
+    views, flat = grouped(per_layer)
+    steps = [{"d" + k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in per_layer.items()} for _ in range(4)]
+    one = OPTIMIZERS[optimizer](per_layer, 0.9, 0.999, 1e-8)
+    two = OPTIMIZERS[optimizer](flat, 0.9, 0.999, 1e-8)
+    for grads in steps:
+        _, flat_grads = grouped(grads)
+        one.step(per_layer, {k: v.copy() for k, v in grads.items()}, 0.01, 0.5, 32)
+        two.step(flat, flat_grads, 0.01, 0.5, 32)
+    for name in per_layer:
+        assert views[name].tobytes() == per_layer[name].tobytes(), name
