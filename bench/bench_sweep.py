@@ -229,7 +229,7 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
 
 
 def whole_command(work: Path, args: argparse.Namespace) -> bool:
-    """The whole ``pipeline sweep`` command, MLflow on, ``--repeats`` times (1 then 2 workers); the goal."""
+    """The whole ``pipeline sweep`` command, MLflow on, ``--repeats`` times (1, 2, then 2, 1 workers); the goal."""
     print(f"## The whole `pipeline sweep` command, MLflow tracking on ({args.trials} trials)\n")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
     from pipeline import tracking
@@ -243,9 +243,12 @@ def whole_command(work: Path, args: argparse.Namespace) -> bool:
     speedups, bounds = [], []
     for repeat in range(1, args.repeats + 1):
         runs = {}
-        for n_workers in (1, 2):
-            run = command_wall(work, f"command-{repeat}-{n_workers}", n_trials=args.trials, n_workers=n_workers)
-            runs[n_workers] = run
+        # 1, 2 then 2, 1 (ABBA): a machine that drifts faster or slower over the run favours neither
+        for n_workers in (1, 2) if repeat % 2 else (2, 1):
+            runs[n_workers] = command_wall(
+                work, f"command-{repeat}-{n_workers}", n_trials=args.trials, n_workers=n_workers
+            )
+        for n_workers, run in sorted(runs.items()):
             per_trial = np.mean([t.duration.total_seconds() for t in run.study.get_trials(states=launch.COUNTED)])
             span = span_minutes(run.study) * 60
             print(
