@@ -151,8 +151,8 @@ def grouped(arrays: Weights) -> tuple[Weights, Weights]:
 
     Returns (the views, by the same names; the flat arrays, by kind). ``fit`` hands the flat
     arrays to the optimizer: an update is a dozen elementwise calls per array, each costing a few
-    microseconds whatever its size, so one array for all weights and one for all biases make
-    Adam's step on a 64-32 network ~3x faster than one array per layer (docs/benchmarks.md),
+    microseconds whatever its size, so one array for all weights and one for all biases cut an
+    Adam epoch of a small network at batch 64 by about a quarter (bench_core, docs/benchmarks.md),
     with the same numbers (elementwise arithmetic does not depend on the layout).
     """
     kinds: dict[str, list[str]] = {}

@@ -2,7 +2,7 @@
 
 Optuna's ``MedianPruner`` asks the study for its COMPLETE trials at every ``should_prune``: one
 storage query per epoch (about 2.6 ms on the default sqlite study, as long as a small network's
-epoch; bench/bench_sweep.py's ``pruning-cost`` section measures it). A COMPLETE trial never
+epoch; ``bench/bench_sweep.py --only prune-cost`` measures it). A COMPLETE trial never
 changes, and while one worker trains a trial no other trial of that worker completes, so the
 rule's input can only grow when another process finishes a trial. ``MedianPruner`` here applies
 Optuna's rule unchanged to a copy of that list read at the trial's first check and again once
