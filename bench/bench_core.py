@@ -173,8 +173,8 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: boo
 
 
 EPOCH_SECONDS: list[float] = []  # the core's EpochLog-based s/epoch, one per call of time_core
-OPTIMIZER = ["gd"]  # --optimizer: "gd" (sklearn's plain SGD) or "adam" (sklearn's adam solver)
 HEALTH_SECONDS: list[float] = []  # the median seconds of one epoch's health computation, per call
+OPTIMIZER = ["gd"]  # set by --optimizer: "gd" (sklearn's plain SGD) or "adam" (sklearn's adam solver)
 
 
 def time_sklearn(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> tuple[float, float | None]:

@@ -323,8 +323,7 @@ def prune_cost(work: Path, args: argparse.Namespace) -> bool:
 
     trials = args.trials + 4  # params.yaml's 20 at the default --trials
     print(f"## What pruning's round trips cost: the default study, {trials} trials, median pruner, 1 worker\n")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    (work / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     spent = {"should_prune": 0.0, "report": 0.0}
     originals = {name: getattr(optuna.trial.Trial, name) for name in spent}
 
@@ -339,9 +338,7 @@ def prune_cost(work: Path, args: argparse.Namespace) -> bool:
         return method
 
     builders = {
-        "optuna.pruners.MedianPruner": lambda p: optuna.pruners.MedianPruner(
-            n_startup_trials=p.tune.startup_trials, n_warmup_steps=max(1, study_config._max_epochs(p) // 10)
-        ),
+        "optuna.pruners.MedianPruner": lambda p: optuna.pruners.MedianPruner(**study_config.median_settings(p)),
         "pipeline.study.pruning.MedianPruner": study_config.PRUNERS["median"],
     }
     print("| pruner | trial s (sum) | epochs | pruned | s in should_prune | s in report | ms per epoch (both) |")

@@ -149,12 +149,14 @@ def _max_epochs(params: Params) -> int:
     return space.epochs.high if space.epochs is not None else params.train.epochs
 
 
+def median_settings(params: Params) -> dict[str, int]:
+    """The median rule's settings: pruning looks at the dev cost of every epoch, never in the first tenth."""
+    return {"n_startup_trials": params.tune.startup_trials, "n_warmup_steps": max(1, _max_epochs(params) // 10)}
+
+
 PRUNERS: dict[str, Callable[[Params], optuna.pruners.BasePruner]] = {
-    # Pruning looks at the dev cost of every epoch; the first tenth of training is never judged.
     # pruning.MedianPruner is Optuna's, reading the finished trials once a second, not every epoch.
-    "median": lambda p: pruning.MedianPruner(
-        n_startup_trials=p.tune.startup_trials, n_warmup_steps=max(1, _max_epochs(p) // 10)
-    ),
+    "median": lambda p: pruning.MedianPruner(**median_settings(p)),
     "hyperband": lambda p: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=_max_epochs(p)),
     "none": lambda p: optuna.pruners.NopPruner(),
 }

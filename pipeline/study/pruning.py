@@ -17,7 +17,7 @@ Optuna's rule unchanged to a copy of that list read at the trial's first check a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container
 from typing import Any
 
 import optuna
@@ -29,8 +29,8 @@ REFRESH_SECONDS = 1.0
 class _Completed:
     """The study as ``PercentilePruner.prune`` sees it: its direction and a fixed list of COMPLETE trials."""
 
-    def __init__(self, study: optuna.Study, completed: Sequence[FrozenTrial]) -> None:
-        self._study, self._completed = study, list(completed)
+    def __init__(self, study: optuna.Study, completed: list[FrozenTrial]) -> None:
+        self._study, self._completed = study, completed
 
     @property
     def direction(self) -> optuna.study.StudyDirection:
