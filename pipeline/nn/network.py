@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
+from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS, OVERWRITES_Z
 
 Weights = dict[str, np.ndarray]  # "W1", "b1", ..., "WL", "bL"
 
@@ -89,7 +89,7 @@ def columns_product(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None)
 
 class LayerCache(NamedTuple):
     A_prev: np.ndarray  # the layer's input (after the previous layer's dropout)
-    Z: np.ndarray
+    Z: np.ndarray  # for an activation in OVERWRITES_Z (relu), the same array as A: relu(Z)
     A: np.ndarray | None  # activation before dropout; None for the output layer
     mask: np.ndarray | None  # inverted-dropout mask already divided by keep_prob, or None
 
@@ -106,7 +106,7 @@ class StepBuffers:
     """
 
     Z: tuple[np.ndarray, ...]  # per layer: Z[l], (n[l], batch)
-    A: tuple[np.ndarray, ...]  # per hidden layer: A[l] before dropout
+    A: tuple[np.ndarray, ...]  # per hidden layer: A[l] before dropout; none when A is written over Z
     dA: tuple[np.ndarray, ...]  # per hidden layer: dA[l], which the activation's backward turns into dZ[l]
     dZ: np.ndarray  # the output layer's dZ[L]
     ones: np.ndarray  # (batch, 1): the bias gradients' row sums as products
@@ -119,7 +119,7 @@ class StepBuffers:
         hidden = arch.layer_dims[1:-1]
         return cls(
             Z=tuple(empty(n) for n in arch.layer_dims[1:]),
-            A=tuple(empty(n) for n in hidden),
+            A=() if arch.hidden_activation in OVERWRITES_Z else tuple(empty(n) for n in hidden),
             dA=tuple(empty(n) for n in hidden),
             dZ=empty(arch.layer_dims[-1]),
             ones=np.ones((batch, 1), dtype=arch.dtype),
@@ -196,12 +196,13 @@ def forward(
     no rescaling. ``buffers`` (for X's columns): Z and A are written there instead of fresh arrays.
     """
     activation = ACTIVATIONS[arch.hidden_activation]
+    in_place = arch.hidden_activation in OVERWRITES_Z
     caches: list[LayerCache] = []
     A_prev = X
     for l in range(1, arch.n_layers):
         Z = columns_product(weights[f"W{l}"], A_prev, out=buffers and buffers.Z[l - 1])
         Z += weights[f"b{l}"]
-        A = activation(Z, out=buffers and buffers.A[l - 1])
+        A = activation(Z, out=Z if in_place else buffers and buffers.A[l - 1])
         mask = None
         if keep_prob < 1.0:
             assert rng is not None, "dropout needs a random generator"

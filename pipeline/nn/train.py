@@ -119,6 +119,7 @@ def exploded_layer(
     (learning_rate * ||dW|| / ||W||, as ``LayerHealth``) on this pass. "First" is the lowest layer:
     the forward pass meets it first, and everything above it follows. Runs only after divergence,
     so training itself is unchanged; None when every number is finite and no weight is non-zero.
+    (For relu the cache holds relu(Z), where a Z of -inf reads as 0: that layer passes nothing on.)
     """
     layers = range(1, arch.n_layers + 1)
     for l in layers:

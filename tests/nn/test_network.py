@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.nn import Architecture, compute_cost, encode_labels, forward, gradient_check, initialize, predict
-from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
-from pipeline.nn.network import backward, grouped
+from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS, OVERWRITES_Z
+from pipeline.nn.network import LayerCache, StepBuffers, backward, grouped
 from pipeline.nn.optim import OPTIMIZERS
 
 
@@ -197,3 +197,28 @@ def test_an_update_of_the_flat_arrays_is_bit_for_bit_the_per_layer_update(optimi
         two.step(flat, flat_grads, 0.01, 0.5, 32)
     for name in per_layer:
         assert views[name].tobytes() == per_layer[name].tobytes(), name
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_relu_writes_its_output_over_z_and_backward_gives_the_gradients_of_separate_arrays(activation: str) -> None:
+    """OVERWRITES_Z: one array serves as Z and A in relu's caches, and nothing downstream changes."""
+    arch = Architecture((6, 5, 4, 3), activation, dtype="float64")
+    rng = np.random.default_rng(2)
+    weights = initialize(arch, rng)
+    X, y = rng.standard_normal((6, 9)), rng.integers(0, 3, 9)
+    ZL, caches = forward(X, weights, arch)
+    Y = encode_labels(y, arch)
+    for cache in caches[:-1]:
+        assert (cache.Z is cache.A) == (activation in OVERWRITES_Z)
+    assert (StepBuffers.allocate(arch, 9).A == ()) == (activation in OVERWRITES_Z)
+    # the reference: every layer's Z and A in arrays of their own, the pre-activation kept
+    A_prev, separate = X, []
+    for l in range(1, arch.n_layers):
+        Z = weights[f"W{l}"] @ A_prev + weights[f"b{l}"]
+        A = ACTIVATIONS[activation](Z.copy())
+        separate.append(LayerCache(A_prev, Z, A, None))
+        A_prev = A
+    separate.append(LayerCache(A_prev, caches[-1].Z, None, None))
+    np.testing.assert_allclose(ZL, weights[f"W{arch.n_layers}"] @ A_prev + weights[f"b{arch.n_layers}"], rtol=1e-12)
+    for name, g in backward(ZL, Y, caches, weights, arch).items():
+        np.testing.assert_array_equal(g, backward(ZL, Y, separate, weights, arch)[name], err_msg=name)
