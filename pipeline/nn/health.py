@@ -2,9 +2,10 @@
 
 ``fit`` calls ``layer_health`` once per epoch, at the epoch's last step, between ``backward`` and
 the optimizer's update, on arrays it already holds: the weights that step starts from, the
-gradients ``backward`` returned for them and the pre-activations cached by that step's forward
-pass (the last batch). No extra pass over the data; the cost is a few norms per layer (one
-weight-sized temporary per layer with L2). Nothing here writes to those arrays.
+gradients ``backward`` returned for them and (``unit_health``, taken just before ``backward``)
+the pre-activations cached by that step's forward pass (the last batch). No extra pass over the
+data; the cost is a few norms per layer (one weight-sized temporary per layer with L2). Nothing
+here writes to those arrays.
 
 Judging the numbers (flags, thresholds, remedies) is the report's job, not the core's.
 """
@@ -58,27 +59,14 @@ def _norm(x: np.ndarray) -> float:
     return float(np.sqrt(flat.dot(flat)))
 
 
-def layer_health(
-    weights: Weights,
-    grads: Weights,
-    caches: list[LayerCache],
-    arch: Architecture,
-    learning_rate: float,
-    l2_lambda: float,
-    m: int,
-) -> tuple[LayerHealth, ...]:
-    """Health of every layer from one step's weights, data gradients (L2 not yet added) and caches.
+def unit_health(caches: list[LayerCache], arch: Architecture) -> tuple[tuple[float | None, float | None], ...]:
+    """(dead_fraction, saturated_fraction) of every layer, from one forward pass's caches.
 
-    ``m`` is the step's batch size, for the L2 gradient's scale (network.py's convention).
+    ``fit`` calls this between the forward and the backward pass of an epoch's last step: for
+    relu, fit's backward pass writes the gradients over the activations (network.StepBuffers).
     """
-    health = []
+    units = []
     for l in range(1, arch.n_layers + 1):
-        W, dW = weights[f"W{l}"], grads[f"dW{l}"]
-        if scale := l2_gradient_scale(f"W{l}", l2_lambda, m):
-            with_l2 = np.multiply(W, scale)  # a new array: the optimizer still gets the data gradient it expects
-            dW = np.add(with_l2, dW, out=with_l2)  # = dW + scale * W (the same sum, one temporary)
-        w_norm, grad_norm = _norm(W), _norm(dW)
-        ratio = learning_rate * grad_norm / w_norm if w_norm else (math.inf if grad_norm else 0.0)
         dead = saturated = None
         if l < arch.n_layers:
             Z, A = caches[l - 1].Z, caches[l - 1].A
@@ -91,5 +79,35 @@ def layer_health(
                 dead = float(np.count_nonzero(~(Z > 0).any(axis=1)) / Z.shape[0])
             if arch.hidden_activation in SATURATION:
                 saturated = float(np.count_nonzero(np.abs(Z) > SATURATION[arch.hidden_activation]) / Z.size)
-        health.append(LayerHealth(l, w_norm, grad_norm, ratio, dead, saturated))
+        units.append((dead, saturated))
+    return tuple(units)
+
+
+def layer_health(
+    weights: Weights,
+    grads: Weights,
+    caches: list[LayerCache],
+    arch: Architecture,
+    learning_rate: float,
+    l2_lambda: float,
+    m: int,
+    units: tuple[tuple[float | None, float | None], ...] | None = None,
+) -> tuple[LayerHealth, ...]:
+    """Health of every layer from one step's weights, data gradients (L2 not yet added) and caches.
+
+    ``m`` is the step's batch size, for the L2 gradient's scale (network.py's convention);
+    ``units``: ``unit_health`` of the same step, taken before its backward pass (then ``caches``
+    is not read).
+    """
+    if units is None:
+        units = unit_health(caches, arch)
+    health = []
+    for l in range(1, arch.n_layers + 1):
+        W, dW = weights[f"W{l}"], grads[f"dW{l}"]
+        if scale := l2_gradient_scale(f"W{l}", l2_lambda, m):
+            with_l2 = np.multiply(W, scale)  # a new array: the optimizer still gets the data gradient it expects
+            dW = np.add(with_l2, dW, out=with_l2)  # = dW + scale * W (the same sum, one temporary)
+        w_norm, grad_norm = _norm(W), _norm(dW)
+        ratio = learning_rate * grad_norm / w_norm if w_norm else (math.inf if grad_norm else 0.0)
+        health.append(LayerHealth(l, w_norm, grad_norm, ratio, *units[l - 1]))
     return tuple(health)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.nn.health import LayerHealth, layer_health
+from pipeline.nn.health import LayerHealth, layer_health, unit_health
 from pipeline.nn.network import (
     Architecture,
     LayerCache,
@@ -209,9 +209,14 @@ def fit(
                 cost = compute_cost(ZL, Y_b, arch, weights)  # the L2 term: once per epoch, below
                 if not math.isfinite(cost):
                     raise Diverged(epoch, cost, exploded_layer(weights, caches, ZL, Y_b, arch, learning_rate))
+                last_step = _health and begin + batch >= m  # the epoch's health numbers come from its last step
+                if last_step:  # the units' numbers read the activations, which backward may overwrite
+                    units = unit_health(caches, arch)
                 grads = backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers)  # L2: in the step
-                if _health and begin + batch >= m:  # the epoch's last step, before the step consumes grads
-                    health = layer_health(weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1])
+                if last_step:  # before the step consumes grads
+                    health = layer_health(
+                        weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1], units
+                    )
                 optimizer.step(parameters, gradients, learning_rate, hp.l2_lambda, X_b.shape[1])
                 cost_sum += cost * X_b.shape[1]
                 steps += 1

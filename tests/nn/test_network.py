@@ -222,3 +222,22 @@ def test_relu_writes_its_output_over_z_and_backward_gives_the_gradients_of_separ
     np.testing.assert_allclose(ZL, weights[f"W{arch.n_layers}"] @ A_prev + weights[f"b{arch.n_layers}"], rtol=1e-12)
     for name, g in backward(ZL, Y, caches, weights, arch).items():
         np.testing.assert_array_equal(g, backward(ZL, Y, separate, weights, arch)[name], err_msg=name)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("keep_prob", [1.0, 0.7])
+def test_backward_into_step_buffers_gives_the_gradients_of_fresh_arrays(activation: str, keep_prob: float) -> None:
+    """fit's step: with relu, backward writes each dA and dZ over the activations it has read."""
+    arch = Architecture((6, 5, 4, 1), activation, dtype="float32")
+    weights = initialize(arch, np.random.default_rng(3))
+    X = np.asfortranarray(np.random.default_rng(4).standard_normal((6, 11)), dtype=np.float32)
+    Y = encode_labels(np.random.default_rng(5).integers(0, 2, 11), arch)
+    fresh_ZL, fresh_caches = forward(X, weights, arch, keep_prob, np.random.default_rng(6))
+    expected = backward(fresh_ZL, Y, fresh_caches, weights, arch)
+    buffers = StepBuffers.allocate(arch, 11)
+    ZL, caches = forward(X, weights, arch, keep_prob, np.random.default_rng(6), buffers)
+    A1 = caches[0].A.copy()
+    grads = backward(ZL, Y, caches, weights, arch, buffers=buffers)
+    for name, g in expected.items():
+        assert grads[name].tobytes() == g.tobytes(), name
+    assert np.array_equal(caches[0].A, A1) == (activation not in OVERWRITES_Z)  # relu's A: now its dZ
