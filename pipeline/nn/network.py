@@ -83,7 +83,9 @@ def columns_product(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None)
     if out is None:
         out = np.empty((A.shape[0], B.shape[1]), np.result_type(A, B), order="F")
     if A.shape[1] == 1:  # an outer product (W.T @ dZ below a single output unit): the same exact
-        return np.multiply(A, B, out=out)  # products, ~3x faster than a BLAS call with inner size 1
+        # products, ~3x faster than a BLAS call with inner size 1; einsum's loop fills the column-major
+        # result faster than a broadcast multiply does (bench_core digits, docs/benchmarks.md)
+        return np.einsum("i,j->ij", A[:, 0], B[0], out=out)
     return np.matmul(A, B, out=out)
 
 
