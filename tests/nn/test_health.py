@@ -138,3 +138,18 @@ def test_a_deep_sigmoid_network_at_small_random_weights_shows_vanishing_update_r
     assert all(a < b for a, b in itertools.pairwise(vanishing))  # shrinking layer by layer
     healthy = ratios("relu", "he")
     assert healthy[0] > 0.1 * healthy[-1]  # measured: 4e-2 against 3e-2
+
+
+def test_fit_counts_dead_units_from_the_activations_before_backward_overwrites_them(digits, monkeypatch):
+    """With relu, fit's backward writes dZ over A: a live unit whose gradient is 0 must not read as dead."""
+    X, y = digits[0][:, :700], digits[1][:700] % 2
+    arch = Architecture.build(64, 2, (16,))
+    start = initialize(arch, np.random.default_rng(0))
+    start["W2"][:, 3] = 0.0  # unit 3 feeds nothing forward: its dA, so its dZ, is 0 on every example
+    start["b1"][3] = 5.0  # and it is positive on every example: alive
+    monkeypatch.setattr(train, "initialize", lambda arch, rng: {k: v.copy() for k, v in start.items()})
+    _, caches = forward(X.astype(np.float64), start, arch)
+    expected = float(np.mean(caches[0].A.max(axis=1) == 0))  # the dead units of the weights fit starts from
+    hp = FitOptions(learning_rate=0.1, epochs=1, batch_size=0, optimizer="gd")  # one step, from these weights
+    (log,) = fit(X, y, arch, hp, seed=0).history
+    assert log.health[0].dead_fraction == expected  # read after backward, unit 3 would count as dead
