@@ -108,8 +108,8 @@ class StepBuffers:
 
     For relu (OVERWRITES_Z) one array per hidden layer holds Z[l], A[l] and then, in backward,
     dA[l] and dZ[l]: backward reads A[l] last for its sign (kept in ``signs``), so the gradient
-    can take its place. Fewer arrays per step keep them in the CPU's caches (a full-batch digits
-    epoch about 5 % faster, bench_core in docs/benchmarks.md), with the same numbers.
+    can take its place. Fewer arrays per step keep them in the CPU's caches (bench_core digits,
+    docs/benchmarks.md), with the same numbers.
     """
 
     Z: tuple[np.ndarray, ...]  # per layer: Z[l], (n[l], batch); relu: also A[l], dA[l], dZ[l]
