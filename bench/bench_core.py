@@ -149,23 +149,31 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: boo
         epochs.append(entry.seconds)
 
     spent: list[float] = []  # seconds inside each epoch's health computation, timed directly
-    real_health = train.layer_health
+    real_health, real_units = train.layer_health, train.unit_health
+    units_spent: list[float] = []  # the units' part, taken before backward (health.unit_health)
+
+    def timed_units(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return real_units(*args, **kwargs)
+        finally:
+            units_spent.append(time.perf_counter() - start)
 
     def timed_health(*args, **kwargs):
         start = time.perf_counter()
         try:
             return real_health(*args, **kwargs)
         finally:
-            spent.append(time.perf_counter() - start)
+            spent.append(time.perf_counter() - start + (units_spent.pop() if units_spent else 0.0))
 
     original = train.OPTIMIZERS
     train.OPTIMIZERS = {**original, OPTIMIZER[0]: Timed}
-    train.layer_health = timed_health
+    train.layer_health, train.unit_health = timed_health, timed_units
     try:  # X.T: (n_x, m), Fortran-ordered, as the pipeline passes it
         result = fit(X.T, y, arch, hp, seed=0, callbacks=[record], _health=health)
     finally:
         train.OPTIMIZERS = original
-        train.layer_health = real_health
+        train.layer_health, train.unit_health = real_health, real_units
     EPOCH_SECONDS.append(statistics.median(epochs[1:] or epochs))
     HEALTH_SECONDS.append(statistics.median(spent) if spent else 0.0)
     accuracy = float(np.mean(predict(X.T, result.weights, arch) == y))
