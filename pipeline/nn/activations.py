@@ -70,8 +70,8 @@ def sigmoid_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray
 # Hidden activations that the forward pass computes in place, A written over Z, so that one array
 # is both in the caches: their backward (and the health numbers, the gradient check's kinks) read
 # only where Z > 0, which relu(Z) keeps. One array fewer per layer to write and read back keeps a
-# step's activations in the CPU's caches: full-batch digits epochs 4-11 % shorter in the bench_core
-# runs of docs/benchmarks.md, the same numbers. (leaky_relu's in-place form is another formula.)
+# step's activations in the CPU's caches: shorter full-batch digits epochs in the bench_core runs
+# of docs/benchmarks.md, the same numbers. (leaky_relu's in-place form is another formula.)
 OVERWRITES_Z = frozenset({"relu"})
 
 Forward = Callable[..., np.ndarray]  # (Z, out=None) -> A

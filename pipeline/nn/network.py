@@ -114,9 +114,7 @@ class StepBuffers:
 
     Z: tuple[np.ndarray, ...]  # per layer: Z[l], (n[l], batch); relu: also A[l], dA[l], dZ[l]
     A: tuple[np.ndarray, ...]  # per hidden layer: A[l] before dropout; none for relu
-    dA: tuple[
-        np.ndarray, ...
-    ]  # per hidden layer: dA[l], which the activation's backward turns into dZ[l]; none for relu
+    dA: tuple[np.ndarray, ...]  # per hidden layer: dA[l], turned into dZ[l] by backward; none for relu
     signs: tuple[np.ndarray, ...]  # relu, per hidden layer: A[l] > 0 (bool), taken before dA[l] overwrites A[l]
     dZ: np.ndarray  # the output layer's dZ[L]
     ones: np.ndarray  # (batch, 1): the bias gradients' row sums as products

@@ -209,11 +209,11 @@ def fit(
                 cost = compute_cost(ZL, Y_b, arch, weights)  # the L2 term: once per epoch, below
                 if not math.isfinite(cost):
                     raise Diverged(epoch, cost, exploded_layer(weights, caches, ZL, Y_b, arch, learning_rate))
-                last_step = _health and begin + batch >= m  # the epoch's health numbers come from its last step
-                if last_step:  # the units' numbers read the activations, which backward may overwrite
+                health_step = _health and begin + batch >= m  # the epoch's health numbers: its last step
+                if health_step:  # the units' numbers read the activations, which backward may overwrite
                     units = unit_health(caches, arch)
                 grads = backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers)  # L2: in the step
-                if last_step:  # before the step consumes grads
+                if health_step:  # before the step consumes grads
                     health = layer_health(
                         weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1], units
                     )
