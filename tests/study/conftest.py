@@ -319,7 +319,7 @@ def workers_below(pid: int) -> list[int]:
     for child in children(pid):
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # it exited after pgrep listed it
             continue
         if b"pipeline.study.worker" in command:
             found += [child, *workers_below(child)]
