@@ -104,8 +104,9 @@ def training_bytes(
         gathered = n_x if b < m else 0  # a mini-batch is gathered (a copy); the full batch is X itself
         # forward caches (Z, A; with dropout the draws and the mask), backward's dZ and the dA of
         # every hidden layer (fit keeps one per layer, StepBuffers), and one temporary as wide as
-        # the widest. For relu one array holds a layer's Z, A and dA (StepBuffers), so this
-        # overstates relu networks by two arrays per hidden layer: the safe side of exit 3.
+        # the widest. For relu one array holds a layer's Z, A and dA (StepBuffers), beside a bool
+        # array of its signs per hidden layer and one array of zeros as wide as the widest, so this
+        # overstates relu networks by more than one array per hidden layer: the safe side of exit 3.
         backward = 2 * n_out + sum(hidden) + max(hidden, default=0)
         per_column = gathered + n_out + sum(hidden) * (2 + 2 * int(dropout)) + backward
         dev_pass = m_val * (2 * sum(hidden) + 3 * n_out)  # every epoch's forward pass over the whole dev split

@@ -20,10 +20,12 @@ import numpy as np
 LEAKY_SLOPE = 0.01
 
 
-def relu(Z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    # one SIMD pass and no boolean temporary, faster than Z * (Z > 0) here (bench_core, in
-    # docs/benchmarks.md); the same values, but +0.0 where that gave -0.0, and 0 for Z = -inf
-    return np.maximum(Z, 0, out=out)
+def relu(Z: np.ndarray, out: np.ndarray | None = None, zeros: np.ndarray | None = None) -> np.ndarray:
+    # max(Z, 0): the same values as Z * (Z > 0), but +0.0 where that gave -0.0, and 0 for Z = -inf.
+    # ``zeros``, an array of zeros shaped like Z (fit's StepBuffers.zeros): numpy 2.4 runs
+    # maximum(array, array) in a SIMD loop but maximum(array, scalar) element by element, ~4x
+    # slower (the same values; bench_core digits, docs/benchmarks.md)
+    return np.maximum(Z, 0 if zeros is None else zeros, out=out)
 
 
 def relu_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray:
@@ -74,7 +76,7 @@ def sigmoid_backward(dA: np.ndarray, Z: np.ndarray, A: np.ndarray) -> np.ndarray
 # of docs/benchmarks.md, the same numbers. (leaky_relu's in-place form is another formula.)
 OVERWRITES_Z = frozenset({"relu"})
 
-Forward = Callable[..., np.ndarray]  # (Z, out=None) -> A
+Forward = Callable[..., np.ndarray]  # (Z, out=None) -> A; relu also takes zeros=
 Backward = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 ACTIVATIONS: dict[str, Forward] = {"relu": relu, "leaky_relu": leaky_relu, "tanh": tanh, "sigmoid": sigmoid}

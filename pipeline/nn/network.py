@@ -116,6 +116,7 @@ class StepBuffers:
     A: tuple[np.ndarray, ...]  # per hidden layer: A[l] before dropout; none for relu
     dA: tuple[np.ndarray, ...]  # per hidden layer: dA[l], turned into dZ[l] by backward; none for relu
     signs: tuple[np.ndarray, ...]  # relu, per hidden layer: A[l] > 0 (bool), taken before dA[l] overwrites A[l]
+    zeros: tuple[np.ndarray, ...]  # relu, per hidden layer: zeros shaped like Z[l] (views of one array, never written)
     dZ: np.ndarray  # the output layer's dZ[L]
     ones: np.ndarray  # (batch, 1): the bias gradients' row sums as products
 
@@ -126,11 +127,15 @@ class StepBuffers:
 
         hidden = arch.layer_dims[1:-1]
         shared = arch.hidden_activation in OVERWRITES_Z
+        # one array of zeros as large as the widest layer; each layer's view is its first n * batch
+        # elements in column order, so it is contiguous, as is its first k columns in ``columns``
+        zeros = np.zeros(max(hidden, default=0) * batch if shared else 0, dtype=arch.dtype)
         return cls(
             Z=tuple(empty(n) for n in arch.layer_dims[1:]),
             A=() if shared else tuple(empty(n) for n in hidden),
             dA=() if shared else tuple(empty(n) for n in hidden),
             signs=tuple(np.empty((n, batch), dtype=bool, order="F") for n in hidden) if shared else (),
+            zeros=tuple(zeros[: n * batch].reshape((n, batch), order="F") for n in hidden) if shared else (),
             dZ=empty(arch.layer_dims[-1]),
             ones=np.ones((batch, 1), dtype=arch.dtype),
         )
@@ -143,7 +148,13 @@ class StepBuffers:
             return tuple(a[:, :k] for a in arrays)
 
         return StepBuffers(
-            first(self.Z), first(self.A), first(self.dA), first(self.signs), self.dZ[:, :k], self.ones[:k]
+            first(self.Z),
+            first(self.A),
+            first(self.dA),
+            first(self.signs),
+            first(self.zeros),
+            self.dZ[:, :k],
+            self.ones[:k],
         )
 
 
@@ -214,7 +225,10 @@ def forward(
     for l in range(1, arch.n_layers):
         Z = columns_product(weights[f"W{l}"], A_prev, out=buffers and buffers.Z[l - 1])
         Z += weights[f"b{l}"]
-        A = activation(Z, out=Z if in_place else buffers and buffers.A[l - 1])
+        if in_place:  # relu: A over Z, against the buffers' zeros when there are some (activations.relu)
+            A = activation(Z, out=Z, zeros=buffers.zeros[l - 1] if buffers else None)
+        else:
+            A = activation(Z, out=buffers and buffers.A[l - 1])
         mask = None
         if keep_prob < 1.0:
             assert rng is not None, "dropout needs a random generator"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.nn import Architecture, compute_cost, encode_labels, forward, gradient_check, initialize, predict
-from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS, OVERWRITES_Z
+from pipeline.nn.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS, OVERWRITES_Z, relu
 from pipeline.nn.network import LayerCache, StepBuffers, backward, grouped
 from pipeline.nn.optim import OPTIMIZERS
 
@@ -241,3 +241,29 @@ def test_backward_into_step_buffers_gives_the_gradients_of_fresh_arrays(activati
     for name, g in expected.items():
         assert grads[name].tobytes() == g.tobytes(), name
     assert np.array_equal(caches[0].A, A1) == (activation not in OVERWRITES_Z)  # relu's A: now its dZ
+
+
+def test_relu_against_an_array_of_zeros_gives_the_bits_of_relu_against_0() -> None:
+    """activations.relu's ``zeros`` (fit's faster loop) changes no value, special values included."""
+    special = [-0.0, 0.0, np.nan, np.inf, -np.inf, -1.0, 2.0, 1e-45, -1e-45]
+    for dtype in (np.float32, np.float64):
+        Z = np.asfortranarray(np.array(special * 7, dtype=dtype).reshape(9, 7))
+        assert relu(Z.copy(), zeros=np.zeros_like(Z)).tobytes() == relu(Z.copy()).tobytes()
+        assert not np.signbit(relu(Z, zeros=np.zeros_like(Z))).any()  # +0.0 for -0.0 and -inf
+
+
+def test_step_buffers_zeros_are_views_of_one_array_that_no_step_writes() -> None:
+    arch = Architecture((6, 5, 4, 1), "relu", dtype="float32")
+    weights = initialize(arch, np.random.default_rng(7))
+    Y = encode_labels(np.random.default_rng(8).integers(0, 2, 11), arch)
+    buffers = StepBuffers.allocate(arch, 11)
+    assert len(buffers.zeros) == 2 and np.shares_memory(buffers.zeros[0], buffers.zeros[1])
+    for k in (11, 7):  # a full and a partial (last) batch
+        X = np.asfortranarray(np.random.default_rng(k).standard_normal((6, k)), dtype=np.float32)
+        step = buffers.columns(k)
+        assert all(z.shape == (n, k) and z.flags.f_contiguous for z, n in zip(step.zeros, (5, 4), strict=True))
+        ZL, caches = forward(X, weights, arch, buffers=step)
+        assert ZL.tobytes() == forward(X, weights, arch)[0].tobytes()
+        backward(ZL, Y[:, :k], caches, weights, arch, buffers=step)
+        assert not any(z.any() for z in buffers.zeros)
+    assert StepBuffers.allocate(Architecture((6, 5, 1), "tanh"), 3).zeros == ()
