@@ -2,6 +2,7 @@
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_sweep.py [--trials 16] [--prune-trials 30]
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_sweep.py --only command --repeats 3
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_sweep.py --only command --default-study --repeats 3
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_sweep.py --only prune-cost
 
 1. Throughput: the same fixed-size trials (digits, 2x64 hidden units, no pruner) with 1 and then
@@ -9,7 +10,8 @@
    start to the last trial's end, and over the whole ``python -m pipeline sweep`` command as a
    person runs it (process start, imports, study creation, workers' start-up included), with
    MLflow tracking on as in the default study. Goal: 2 workers >= 1.8x one worker, start-up
-   included.
+   included. With ``--default-study`` the command section runs params.yaml's own study instead
+   (its space, epochs, median pruner and n_trials; batch 64), the one issue #14's goal names.
 2. Fixed costs: a worker process's start and imports; per trial, the study's round trips (ask,
    attributes, per-epoch reports, tell) and MLflow's (the child run, its params, curves, end),
    read as the intercept of trial seconds against epochs (trials of 1 and of 11 epochs).
@@ -107,10 +109,13 @@ class Command(NamedTuple):
     study: optuna.Study
 
 
-def command_wall(work: Path, name: str, *, n_trials: int, n_workers: int) -> Command:
-    """The whole ``pipeline sweep`` command (what a person waits for), MLflow on."""
-    command = [sys.executable, "-m", "pipeline", "sweep", "--params", str(work / "params.yaml"), "--root", str(work)]
-    command += ["--study-name", name, "--n-trials", str(n_trials), "--workers", str(n_workers), "--pruner", "none"]
+def command_wall(
+    work: Path, name: str, *, n_trials: int, n_workers: int, params: str = "params.yaml", pruner: str | None = "none"
+) -> Command:
+    """The whole ``pipeline sweep`` command (what a person waits for), MLflow on; ``pruner`` None: the params'."""
+    command = [sys.executable, "-m", "pipeline", "sweep", "--params", str(work / params), "--root", str(work)]
+    command += ["--study-name", name, "--n-trials", str(n_trials), "--workers", str(n_workers)]
+    command += ["--pruner", pruner] if pruner else []
     command += ["--threads", "1"]
     began = datetime.now()  # the clock of Optuna's trial datetimes
     start = time.perf_counter()
@@ -186,6 +191,11 @@ def main() -> int:
     parser.add_argument("--prune-epochs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=1, help="runs of the whole command per worker count")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="sections to run (default: all)")
+    parser.add_argument(
+        "--default-study",
+        action="store_true",
+        help="command section: params.yaml's own study (space, epochs, pruner, n_trials), not fixed-size trials",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ok = True
@@ -230,7 +240,15 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
 
 def whole_command(work: Path, args: argparse.Namespace) -> bool:
     """The whole ``pipeline sweep`` command, MLflow on, ``--repeats`` times (1, 2, then 2, 1 workers); the goal."""
-    print(f"## The whole `pipeline sweep` command, MLflow tracking on ({args.trials} trials)\n")
+    if args.default_study:  # params.yaml's study as dvc repro runs it, on the bench's split
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        (work / "params-default.yaml").write_text(yaml.safe_dump(params))
+        n_trials, file, pruner = params["tune"]["n_trials"], "params-default.yaml", None
+        epochs, rule = params["train"]["epochs"], params["tune"]["pruner"]
+        what = f"the default study: {n_trials} trials of up to {epochs} epochs, {rule} pruner"
+    else:
+        n_trials, file, pruner, what = args.trials, "params.yaml", "none", f"{args.trials} trials"
+    print(f"## The whole `pipeline sweep` command, MLflow tracking on ({what})\n")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
     from pipeline import tracking
 
@@ -246,14 +264,19 @@ def whole_command(work: Path, args: argparse.Namespace) -> bool:
         # 1, 2 then 2, 1 (ABBA): a machine that drifts faster or slower over the run favours neither
         for n_workers in (1, 2) if repeat % 2 else (2, 1):
             runs[n_workers] = command_wall(
-                work, f"command-{repeat}-{n_workers}", n_trials=args.trials, n_workers=n_workers
+                work,
+                f"command-{repeat}-{n_workers}",
+                n_trials=n_trials,
+                n_workers=n_workers,
+                params=file,
+                pruner=pruner,
             )
         for n_workers, run in sorted(runs.items()):
             per_trial = np.mean([t.duration.total_seconds() for t in run.study.get_trials(states=launch.COUNTED)])
             span = span_minutes(run.study) * 60
             print(
                 f"| {repeat} | {n_workers} | {run.wall:.1f} | {run.setup:.1f} | {span:.1f} | {run.tail:.1f} "
-                f"| {per_trial:.2f} | {args.trials / run.wall * 60:.1f} | {runs[1].wall / run.wall:.2f}x |"
+                f"| {per_trial:.2f} | {n_trials / run.wall * 60:.1f} | {runs[1].wall / run.wall:.2f}x |"
             )
         speedups.append(runs[1].wall / runs[2].wall)
         fixed = runs[1].setup + runs[1].tail
