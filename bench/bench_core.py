@@ -32,6 +32,8 @@ core's numbers include that work; the others' do not. Full-batch workloads do no
         --impls core,core-nohealth                          # the cost of the health numbers
     .venv/bin/python bench/bench_core.py --workloads digits-b64 --threads 1 --optimizer adam
                                                             # Adam (the default optimizer) on both sides
+    .venv/bin/python bench/bench_core.py --workloads wide --impls floor,core --phases
+                                                            # where the core's step goes beyond the floor
 
 Progress goes to stderr, the markdown report to stdout.
 """
@@ -178,6 +180,89 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: boo
     HEALTH_SECONDS.append(statistics.median(spent) if spent else 0.0)
     accuracy = float(np.mean(predict(X.T, result.weights, arch) == y))
     return statistics.median(np.diff(stamps)) * w.steps_per_epoch, accuracy
+
+
+PHASES = ("forward", "compute_cost", "unit_health", "backward", "layer_health", "update")
+
+
+def time_phases(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> dict[str, float]:
+    """Where a step of the real ``fit`` goes: median seconds per step of each part (``--phases``).
+
+    ``forward``, ``compute_cost``, ``backward`` and the health functions are timed by wrapping
+    them where ``fit`` looks them up (pipeline.nn.train), the update by the optimizer's ``step``;
+    the health parts run once an epoch, so theirs is their median per epoch spread over its
+    steps. ``rest`` is the step (optimizer timestamp to timestamp) less the timed parts: the batch
+    gather (the Y copy, the slice views) and the loop's own Python, plus ~1 us of wrapper per part.
+    """
+    arch = Architecture(w.layers, dtype=dtype)
+    hp = FitOptions(learning_rate=w.lr, epochs=w.epochs, batch_size=w.batch, optimizer=OPTIMIZER[0], l2_lambda=L2)
+    spent: dict[str, list[float]] = {name: [] for name in PHASES}
+    stamps: list[float] = []
+
+    def timed(name: str, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name].append(time.perf_counter() - start)
+
+        return wrapper
+
+    class Timed(train.OPTIMIZERS[OPTIMIZER[0]]):
+        def step(self, *args, **kwargs) -> None:
+            start = time.perf_counter()
+            super().step(*args, **kwargs)
+            end = time.perf_counter()
+            spent["update"].append(end - start)
+            stamps.append(end)
+
+    originals = {name: getattr(train, name) for name in PHASES if name != "update"}
+    optimizers = train.OPTIMIZERS
+    train.OPTIMIZERS = {**optimizers, OPTIMIZER[0]: Timed}
+    for name, fn in originals.items():
+        setattr(train, name, timed(name, fn))
+    try:
+        fit(X.T, y, arch, hp, seed=0)
+    finally:
+        train.OPTIMIZERS = optimizers
+        for name, fn in originals.items():
+            setattr(train, name, fn)
+    steps = w.steps_per_epoch
+    per_step = {
+        name: statistics.median(values) / (steps if name in ("unit_health", "layer_health") else 1)
+        for name, values in spent.items()
+    }
+    per_step["step"] = statistics.median(np.diff(stamps))
+    per_step["rest"] = per_step["step"] - sum(per_step[name] for name in PHASES)
+    return per_step
+
+
+def print_phases(names: list[str], thread_counts: list[int], table: dict[str, Workload], dtype: str,
+                 repeats: int, floors: dict[tuple[str, int], float]) -> None:  # fmt: skip
+    """The ``--phases`` table: the core's step taken apart, beside the floor's step (best repeat each)."""
+    columns = ("step", *PHASES, "rest")
+    print("\n### Where the core's step goes (`--phases`; ms per step, the repeat with the shortest step)\n")
+    print("| workload | threads | floor step | " + " | ".join(columns) + " | step - floor |")
+    print("|---|---:|---:|" + "---:|" * (len(columns) + 1))
+    for name in names:
+        w = table[name]
+        X, y = make_data(w, dtype)
+        for threads in thread_counts:
+            with threadpool_limits(limits=threads):
+                runs = [time_phases(w, X, y, dtype) for _ in range(repeats)]
+            best = min(runs, key=lambda r: r["step"])
+            floor = floors.get((name, threads))
+            floor_step = floor / w.steps_per_epoch if floor else None
+            cells = " | ".join(f"{best[c] * 1e3:.3f}" for c in columns)
+            floor_cell = f"{floor_step * 1e3:.3f}" if floor_step else ""
+            extra = f"{(best['step'] - floor_step) * 1e3:.3f}" if floor_step else ""
+            print(f"| {name} | {threads} | {floor_cell} | {cells} | {extra} |")
+    print(
+        "\nforward, compute_cost and backward include their elementwise work (bias adds, activations, "
+        "relu's signs); the floor is their matrix products alone. The health parts run once an epoch: "
+        "their per-epoch median / steps per epoch."
+    )
 
 
 EPOCH_SECONDS: list[float] = []  # the core's EpochLog-based s/epoch, one per call of time_core
@@ -352,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shrunk workloads, 1 repeat: a smoke test")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results here")
     parser.add_argument("--optimizer", default="gd", choices=["gd", "adam"], help="core's and sklearn's update rule")
+    parser.add_argument("--phases", action="store_true", help="also take the core's step apart (forward, update, ...)")
     args = parser.parse_args(argv)
     OPTIMIZER[0] = args.optimizer
     targets = TARGETS if args.optimizer == "gd" else {}  # issue #14's goals are for plain gradient descent
@@ -454,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {workload} | {threads} | {targets[workload]} | {value:.2f} | {'yes' if met else 'no'} |")
     if "core" in impls and "core-nohealth" in impls:
         print_health_cost(runs, names, thread_counts)
+    if args.phases:
+        floors = {(wl, t): r["seconds"] for (wl, impl, t), r in best.items() if impl == "floor"}
+        print_phases(names, thread_counts, table, args.dtype, repeats, floors)
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump(dict(args=vars(args), runs=runs, load_start=load_start), f, indent=1)
