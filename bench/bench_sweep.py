@@ -11,7 +11,7 @@
    person runs it (process start, imports, study creation, workers' start-up included), with
    MLflow tracking on as in the default study. Goal: 2 workers >= 1.8x one worker, start-up
    included. With ``--default-study`` the command section runs params.yaml's own study instead
-   (its space, epochs, median pruner and n_trials; batch 64), the one issue #14's goal names.
+   (its space, epochs, batch size, pruner and n_trials as committed), the one issue #14's goal names.
 2. Fixed costs: a worker process's start and imports; per trial, the study's round trips (ask,
    attributes, per-epoch reports, tell) and MLflow's (the child run, its params, curves, end),
    read as the intercept of trial seconds against epochs (trials of 1 and of 11 epochs).

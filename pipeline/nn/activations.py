@@ -23,8 +23,9 @@ LEAKY_SLOPE = 0.01
 def relu(Z: np.ndarray, out: np.ndarray | None = None, zeros: np.ndarray | None = None) -> np.ndarray:
     # max(Z, 0): the same values as Z * (Z > 0), but +0.0 where that gave -0.0, and 0 for Z = -inf.
     # ``zeros``, an array of zeros shaped like Z (fit's StepBuffers.zeros): numpy 2.4 runs
-    # maximum(array, array) in a SIMD loop but maximum(array, scalar) element by element, ~4x
-    # slower (the same values; bench_core digits, docs/benchmarks.md)
+    # maximum(array, array) in a SIMD loop but maximum(array, scalar) element by element (the
+    # same values); full-batch digits epochs are 14-16 % shorter for it (bench_core --phases,
+    # docs/benchmarks.md)
     return np.maximum(Z, 0 if zeros is None else zeros, out=out)
 
 
