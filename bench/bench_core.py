@@ -41,6 +41,7 @@ Progress goes to stderr, the markdown report to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -48,7 +49,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,6 +132,35 @@ def make_data(w: Workload, dtype: str) -> tuple[np.ndarray, np.ndarray]:
 # --- the three implementations; each returns (s/epoch, train accuracy or None) --------------------
 
 
+def timer(into: list[float], fn: Callable) -> Callable:
+    """``fn``, appending the seconds of each call to ``into``."""
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            into.append(time.perf_counter() - start)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def patched_train(optimizer: type, functions: dict[str, Callable]) -> Iterator[None]:
+    """Inside the block ``fit`` (pipeline.nn.train) steps with ``optimizer`` and calls ``functions`` by name."""
+    originals = {name: getattr(train, name) for name in functions}
+    optimizers = train.OPTIMIZERS
+    train.OPTIMIZERS = {**optimizers, OPTIMIZER[0]: optimizer}
+    for name, fn in functions.items():
+        setattr(train, name, fn)
+    try:
+        yield
+    finally:
+        train.OPTIMIZERS = optimizers
+        for name, fn in originals.items():
+            setattr(train, name, fn)
+
+
 def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: bool = True) -> tuple[float, float | None]:
     """Median step x steps, from a timestamp at every optimizer step of the real ``fit``.
 
@@ -150,32 +180,15 @@ def time_core(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str, health: boo
     def record(entry: EpochLog) -> None:
         epochs.append(entry.seconds)
 
-    spent: list[float] = []  # seconds inside each epoch's health computation, timed directly
-    real_health, real_units = train.layer_health, train.unit_health
-    units_spent: list[float] = []  # the units' part, taken before backward (health.unit_health)
-
-    def timed_units(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return real_units(*args, **kwargs)
-        finally:
-            units_spent.append(time.perf_counter() - start)
-
-    def timed_health(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return real_health(*args, **kwargs)
-        finally:
-            spent.append(time.perf_counter() - start + (units_spent.pop() if units_spent else 0.0))
-
-    original = train.OPTIMIZERS
-    train.OPTIMIZERS = {**original, OPTIMIZER[0]: Timed}
-    train.layer_health, train.unit_health = timed_health, timed_units
-    try:  # X.T: (n_x, m), Fortran-ordered, as the pipeline passes it
+    health_spent: list[float] = []  # seconds inside each epoch's health computation, timed directly
+    units_spent: list[float] = []  # its units' part, taken before backward (health.unit_health)
+    timers = {
+        "layer_health": timer(health_spent, train.layer_health),
+        "unit_health": timer(units_spent, train.unit_health),
+    }
+    with patched_train(Timed, timers):  # X.T: (n_x, m), Fortran-ordered, as the pipeline passes it
         result = fit(X.T, y, arch, hp, seed=0, callbacks=[record], _health=health)
-    finally:
-        train.OPTIMIZERS = original
-        train.layer_health, train.unit_health = real_health, real_units
+    spent = [h + u for h, u in zip(health_spent, units_spent, strict=True)]  # both once an epoch
     EPOCH_SECONDS.append(statistics.median(epochs[1:] or epochs))
     HEALTH_SECONDS.append(statistics.median(spent) if spent else 0.0)
     accuracy = float(np.mean(predict(X.T, result.weights, arch) == y))
@@ -199,16 +212,6 @@ def time_phases(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> dict[s
     spent: dict[str, list[float]] = {name: [] for name in PHASES}
     stamps: list[float] = []
 
-    def timed(name: str, fn: Callable) -> Callable:
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent[name].append(time.perf_counter() - start)
-
-        return wrapper
-
     class Timed(train.OPTIMIZERS[OPTIMIZER[0]]):
         def step(self, *args, **kwargs) -> None:
             start = time.perf_counter()
@@ -217,17 +220,9 @@ def time_phases(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> dict[s
             spent["update"].append(end - start)
             stamps.append(end)
 
-    originals = {name: getattr(train, name) for name in PHASES if name != "update"}
-    optimizers = train.OPTIMIZERS
-    train.OPTIMIZERS = {**optimizers, OPTIMIZER[0]: Timed}
-    for name, fn in originals.items():
-        setattr(train, name, timed(name, fn))
-    try:
+    timers = {name: timer(spent[name], getattr(train, name)) for name in PHASES if name != "update"}
+    with patched_train(Timed, timers):
         fit(X.T, y, arch, hp, seed=0)
-    finally:
-        train.OPTIMIZERS = optimizers
-        for name, fn in originals.items():
-            setattr(train, name, fn)
     steps = w.steps_per_epoch
     per_step = {
         name: statistics.median(values) / (steps if name in ("unit_health", "layer_health") else 1)
