@@ -105,8 +105,9 @@ def training_bytes(
         # forward caches (Z, A; with dropout the draws and the mask), backward's dZ and the dA of
         # every hidden layer (fit keeps one per layer, StepBuffers), and one temporary as wide as
         # the widest. For relu one array holds a layer's Z, A and dA (StepBuffers), beside a bool
-        # array of its signs per hidden layer and one array of zeros as wide as the widest, so this
-        # overstates relu networks by more than one array per hidden layer: the safe side of exit 3.
+        # array of its signs per hidden layer and one array of zeros as wide as the widest (plain
+        # gradient descent's product updates add one more, StepBuffers.spare), so this overstates
+        # relu networks by more than one array per hidden layer: the safe side of exit 3.
         backward = 2 * n_out + sum(hidden) + max(hidden, default=0)
         per_column = gathered + n_out + sum(hidden) * (2 + 2 * int(dropout)) + backward
         dev_pass = m_val * (2 * sum(hidden) + 3 * n_out)  # every epoch's forward pass over the whole dev split

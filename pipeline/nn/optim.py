@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline.nn import blas
 from pipeline.nn.network import Weights, l2_gradient_scale
 
 # Elements per block: 256 KB of float32 per array, so that Adam's four arrays and its temporaries
@@ -42,7 +43,35 @@ def blocks(*arrays: np.ndarray) -> Sequence[tuple[np.ndarray, ...]]:
     return [tuple(f[i : i + BLOCK] for f in flat) for i in range(0, flat[0].size, BLOCK)]
 
 
+# Plain gradient descent updates a weight matrix of at least this many elements inside the product
+# that makes its gradient (``product_update``). Smaller ones cost the two-pass update microseconds
+# of elementwise calls; at this size (bench_core's mid-b64: W2 is 256 x 256) the product update
+# already shortened epochs by 1-4 % at 1 thread and 9-10 % at 2 (docs/benchmarks.md).
+PRODUCT_UPDATE_MIN_SIZE = 65536
+
+
+def product_update_available(dtype: np.dtype | str) -> bool:
+    """Whether ``product_update`` can run here (numpy's own BLAS is reachable: nn.blas)."""
+    return blas.gemm_for(dtype) is not None
+
+
+def product_update(W: np.ndarray, dZ: np.ndarray, A_prev: np.ndarray, learning_rate: float, scale: float) -> None:
+    """W <- (1 - lr c) W - lr dZ A_prev.T in place: one BLAS gemm call, beta = 1 - lr c.
+
+    ``GradientDescent.step``'s update with dW = dZ A_prev.T (``backward``'s product, dZ already
+    divided by m) and c = ``scale`` (l2_gradient_scale), without writing dW and reading it back:
+    the product adds into W as it goes. Only the rounding differs from the step's (one fused sum
+    instead of three roundings). W is row-major, so W.T is the column-major matrix gemm writes;
+    A_prev and dZ are column-major already (the activations' layout).
+    """
+    gemm = blas.gemm_for(W.dtype)
+    assert gemm is not None, "product_update_available said no"
+    gemm(W.T, -learning_rate, A_prev, dZ, 1 - learning_rate * scale)
+
+
 class GradientDescent:
+    updates_in_product = True  # fit may update its large weight matrices with product_update
+
     def __init__(self, weights: Weights, beta1: float, beta2: float, epsilon: float) -> None:
         pass
 

@@ -7,6 +7,7 @@ raises stops training and its exception leaves ``fit`` unchanged.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,10 +27,11 @@ from pipeline.nn.network import (
     forward,
     grouped,
     initialize,
+    l2_gradient_scale,
     l2_penalty,
     labels_from_logits,
 )
-from pipeline.nn.optim import OPTIMIZERS
+from pipeline.nn.optim import OPTIMIZERS, PRODUCT_UPDATE_MIN_SIZE, product_update, product_update_available
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,16 @@ def exploded_layer(
     return max(ratios, key=ratios.__getitem__) if ratios else None
 
 
+def _update_in_product(
+    W: np.ndarray, dW: np.ndarray | None, learning_rate: float, scale: float, dZ: np.ndarray, A_prev: np.ndarray
+) -> None:
+    """``backward``'s update for a layer: W from its gradient's product; the gradient itself into ``dW``
+    when given (the health step: the product ``backward`` would have made, for ``layer_health`` only)."""
+    if dW is not None:
+        np.matmul(dZ, A_prev.T, out=dW)
+    product_update(W, dZ, A_prev, learning_rate, scale)
+
+
 def fit(
     X: np.ndarray,
     y: np.ndarray,
@@ -178,7 +190,18 @@ def fit(
     grads, gradients = grouped({"d" + name: np.empty_like(W) for name, W in weights.items()})  # reused by every step
     m = X.shape[1]
     batch = m if hp.batch_size == 0 else min(hp.batch_size, m)
-    buffers = StepBuffers.allocate(arch, batch)  # the step's activations and their gradients
+    # Plain gradient descent updates its large weight matrices inside their gradient's product
+    # (optim.product_update; the wide benchmark network's step at 2 threads: 1.20x -> 1.05x the
+    # products-only floor, docs/benchmarks.md). Mini-batches only: a full batch's one step per
+    # epoch is its health step, which would also need the gradient itself (below). The
+    # optimizer's step updates the rest, through views of the layers it still owns.
+    fused = getattr(optimizer, "updates_in_product", False) and batch < m and product_update_available(arch.dtype)
+    in_product = [l for l in range(1, arch.n_layers + 1) if fused and weights[f"W{l}"].size >= PRODUCT_UPDATE_MIN_SIZE]
+    if in_product:
+        rest = {f"W{l}": weights[f"W{l}"] for l in range(1, arch.n_layers + 1) if l not in in_product}
+        rest_parameters = {**rest, "b": parameters["b"]}
+        rest_gradients = {**{"d" + n: grads["d" + n] for n in rest}, "db": gradients["db"]}
+    buffers = StepBuffers.allocate(arch, batch, spare=bool(in_product))  # the step's activations and their gradients
     if batch < m:  # each mini-batch of X is gathered into this, in the layout of X
         X_batch = np.empty((X.shape[0], batch), dtype=X.dtype, order="F")
     result = FitResult(weights=weights)
@@ -212,12 +235,29 @@ def fit(
                 health_step = _health and begin + batch >= m  # the epoch's health numbers: its last step
                 if health_step:  # the units' numbers read the activations, which backward may overwrite
                     units = unit_health(caches, arch)
-                grads = backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers)  # L2: in the step
-                if health_step:  # before the step consumes grads
-                    health = layer_health(
-                        weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1], units
-                    )
-                optimizer.step(parameters, gradients, learning_rate, hp.l2_lambda, X_b.shape[1])
+                if in_product:
+                    c = l2_gradient_scale("W", hp.l2_lambda, X_b.shape[1])  # every weight matrix's
+                    # the health numbers read the weights the step starts from and its gradient: on
+                    # that step (one an epoch) a copy of the first and a product for the second
+                    started = {f"W{l}": weights[f"W{l}"].copy() for l in in_product} if health_step else {}
+                    update = {}
+                    for l in in_product:
+                        dW = grads[f"dW{l}"] if health_step else None
+                        update[l] = functools.partial(_update_in_product, weights[f"W{l}"], dW, learning_rate, c)
+                    backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers, update=update)
+                    if health_step:
+                        weights_then = {**weights, **started}
+                        health = layer_health(
+                            weights_then, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1], units
+                        )
+                    optimizer.step(rest_parameters, rest_gradients, learning_rate, hp.l2_lambda, X_b.shape[1])
+                else:
+                    grads = backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers)  # L2: in the step
+                    if health_step:  # before the step consumes grads
+                        health = layer_health(
+                            weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1], units
+                        )
+                    optimizer.step(parameters, gradients, learning_rate, hp.l2_lambda, X_b.shape[1])
                 cost_sum += cost * X_b.shape[1]
                 steps += 1
             seconds = time.perf_counter() - epoch_start

@@ -153,3 +153,28 @@ def test_fit_counts_dead_units_from_the_activations_before_backward_overwrites_t
     hp = FitOptions(learning_rate=0.1, epochs=1, batch_size=0, optimizer="gd")  # one step, from these weights
     (log,) = fit(X, y, arch, hp, seed=0).history
     assert log.health[0].dead_fraction == expected  # read after backward, unit 3 would count as dead
+
+
+def test_with_product_updates_health_still_changes_nothing_and_reads_the_step_before_it(digits, monkeypatch) -> None:
+    X, y, Xd, yd = digits
+    X, y = X[:, :1250], y[:1250]
+    arch = Architecture.build(64, 10, (256, 256))  # W2 has 65536 weights: gradient descent updates it in its product
+    hp = replace(HP, optimizer="gd", learning_rate=0.1)
+    calls = []
+    product_update = train.product_update
+    monkeypatch.setattr(train, "product_update", lambda *a: calls.append(a[0].shape) or product_update(*a))
+    with_health = fit(X, y, arch, hp, X_dev=Xd, y_dev=yd, seed=7)
+    assert calls and set(calls) == {(256, 256)} and len(calls) == 3 * 13  # every step of the 3 epochs
+    without = fit(X, y, arch, hp, X_dev=Xd, y_dev=yd, seed=7, _health=False)
+    assert [h.train_cost for h in with_health.history] == [h.train_cost for h in without.history]
+    assert all(np.array_equal(with_health.weights[k], without.weights[k]) for k in without.weights)
+
+    # the health numbers are those of the two-pass update's run: the weights the step started
+    # from and the gradient backward returns for them, though W2 was updated inside backward
+    monkeypatch.setattr(train, "PRODUCT_UPDATE_MIN_SIZE", 10**9)
+    two_pass = fit(X, y, arch, hp, X_dev=Xd, y_dev=yd, seed=7)
+    for a, b in zip(with_health.history, two_pass.history, strict=True):
+        for h, g in zip(a.health, b.health, strict=True):
+            assert h.w_norm == pytest.approx(g.w_norm, rel=1e-4)
+            assert h.grad_norm == pytest.approx(g.grad_norm, rel=1e-3)
+            assert h.dead_fraction == pytest.approx(g.dead_fraction, abs=0.02)

@@ -38,3 +38,17 @@ def test_blocks_are_views_of_the_arrays_and_small_arrays_come_whole(monkeypatch)
     assert b.tolist() == a.tolist()
     with pytest.raises(ValueError, match="contiguous"):
         blocks(np.zeros((10, 10)).T)
+
+
+@pytest.mark.parametrize("l2_lambda", [0.0, 0.7])
+def test_the_product_update_is_gradient_descents_step_on_the_products_gradient(l2_lambda: float) -> None:
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((32, 300)).astype(np.float32)
+    dZ = np.asfortranarray(rng.standard_normal((32, 64)).astype(np.float32) / 64)
+    A = np.asfortranarray(rng.standard_normal((300, 64)).astype(np.float32))
+    stepped, start = W.copy(), W.copy()
+    gradient = dZ @ A.T
+    optim.GradientDescent({}, 0.9, 0.999, 1e-8).step({"W": stepped}, {"dW": gradient}, 0.1, l2_lambda, m=64)
+    optim.product_update(W, dZ, A, 0.1, optim.l2_gradient_scale("W", l2_lambda, 64))
+    assert not np.array_equal(W, start)  # it moved, in place
+    np.testing.assert_allclose(W, stepped, rtol=1e-5, atol=1e-6)  # the same step, up to the rounding

@@ -226,3 +226,40 @@ def test_a_memory_mapped_split_in_the_networks_dtype_is_trained_on_without_a_cop
         tracemalloc.stop()
     whole = X.nbytes
     assert (peak >= whole) is copied, f"peak {peak / 1e6:.1f} MB against the data's {whole / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("activation,keep_prob", [("relu", 1.0), ("relu", 0.8), ("tanh", 0.8)])
+def test_gradient_descent_on_large_layers_updates_in_the_product_as_the_two_pass_step_would(
+    digits, activation: str, keep_prob: float, monkeypatch
+) -> None:
+    import pipeline.nn.train as train
+
+    X, y, Xd, yd = digits
+    arch = Architecture.build(64, 10, (300, 256), hidden_activation=activation)  # W2: 76800 weights
+    hp = replace(HP, optimizer="gd", learning_rate=0.1, epochs=3, batch_size=100, l2_lambda=0.5, keep_prob=keep_prob)
+    used = []
+    product_update = train.product_update
+    monkeypatch.setattr(train, "product_update", lambda *a: used.append(1) or product_update(*a))
+    fused = fit(X, y, arch, hp, X_dev=Xd, y_dev=yd, seed=2)
+    assert len(used) == 3 * 12
+    monkeypatch.setattr(train, "PRODUCT_UPDATE_MIN_SIZE", 10**9)  # every layer by the optimizer's step
+    two_pass = fit(X, y, arch, hp, X_dev=Xd, y_dev=yd, seed=2)
+    assert len(used) == 3 * 12
+    assert not np.array_equal(fused.weights["W2"], two_pass.weights["W2"])  # rounded otherwise...
+    for name in fused.weights:  # ...the same training
+        np.testing.assert_allclose(fused.weights[name], two_pass.weights[name], rtol=1e-6, atol=1e-8)
+    costs = [h.train_cost for h in fused.history], [h.train_cost for h in two_pass.history]
+    np.testing.assert_allclose(*costs, rtol=1e-9)
+
+
+def test_without_numpys_blas_gradient_descent_falls_back_to_the_two_pass_step(digits, monkeypatch) -> None:
+    import pipeline.nn.train as train
+
+    X, y, Xd, yd = digits
+    arch = Architecture.build(64, 10, (300, 256))
+    hp = replace(HP, optimizer="gd", learning_rate=0.1, epochs=2, batch_size=100, keep_prob=1.0)
+    monkeypatch.setattr(train, "product_update_available", lambda dtype: False)  # another BLAS, say
+    monkeypatch.setattr(train, "product_update", None)  # calling it would raise
+    fallback = fit(X, y, arch, hp, seed=2)
+    monkeypatch.setattr(train, "PRODUCT_UPDATE_MIN_SIZE", 10**9)
+    assert all(np.array_equal(fallback.weights[k], v) for k, v in fit(X, y, arch, hp, seed=2).weights.items())
