@@ -202,7 +202,9 @@ def time_phases(w: Workload, X: np.ndarray, y: np.ndarray, dtype: str) -> dict[s
     """Where a step of the real ``fit`` goes: median seconds per step of each part (``--phases``).
 
     ``forward``, ``compute_cost``, ``backward`` and the health functions are timed by wrapping
-    them where ``fit`` looks them up (pipeline.nn.train), the update by the optimizer's ``step``;
+    them where ``fit`` looks them up (pipeline.nn.train), the update by the optimizer's ``step``
+    (plain gradient descent's large weight matrices are updated inside ``backward``, by
+    optim.product_update, so their update is counted there);
     the health parts run once an epoch, so theirs is their median per epoch spread over its
     steps. ``rest`` is the step (optimizer timestamp to timestamp) less the timed parts: the batch
     gather (the Y copy, the slice views) and the loop's own Python, plus ~1 us of wrapper per part.

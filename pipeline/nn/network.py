@@ -303,7 +303,7 @@ def backward(
     ``update[l]``, for the layers it holds, takes the place of dW[l]: it is called as
     ``update[l](dZ[l], A[l-1])`` once W[l] has been read for the last time, and updates W[l] from
     the product dZ[l] A[l-1].T itself (plain gradient descent, ``optim.product_update``); their
-    dW in ``out`` are left as they were.
+    dW in ``out`` are left as they were. With relu ``buffers`` that needs ``allocate(spare=True)``.
     """
     probabilities, _ = OUTPUTS[arch.output]
     derivative = DERIVATIVES[arch.hidden_activation]

@@ -191,7 +191,7 @@ def fit(
     m = X.shape[1]
     batch = m if hp.batch_size == 0 else min(hp.batch_size, m)
     # Plain gradient descent updates its large weight matrices inside their gradient's product
-    # (optim.product_update; the wide benchmark network's step at 2 threads: 1.20x -> 1.05x the
+    # (optim.product_update; the wide benchmark network's step at 2 threads: 1.17x -> 1.06x the
     # products-only floor, docs/benchmarks.md). Mini-batches only: a full batch's one step per
     # epoch is its health step, which would also need the gradient itself (below). The
     # optimizer's step updates the rest, through views of the layers it still owns.

@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+import pipeline.nn.train as train
 from pipeline.data.sources import digits_arrays
 from pipeline.nn import (
     Architecture,
@@ -232,8 +233,6 @@ def test_a_memory_mapped_split_in_the_networks_dtype_is_trained_on_without_a_cop
 def test_gradient_descent_on_large_layers_updates_in_the_product_as_the_two_pass_step_would(
     digits, activation: str, keep_prob: float, monkeypatch
 ) -> None:
-    import pipeline.nn.train as train
-
     X, y, Xd, yd = digits
     arch = Architecture.build(64, 10, (300, 256), hidden_activation=activation)  # W2: 76800 weights
     hp = replace(HP, optimizer="gd", learning_rate=0.1, epochs=3, batch_size=100, l2_lambda=0.5, keep_prob=keep_prob)
@@ -253,9 +252,7 @@ def test_gradient_descent_on_large_layers_updates_in_the_product_as_the_two_pass
 
 
 def test_without_numpys_blas_gradient_descent_falls_back_to_the_two_pass_step(digits, monkeypatch) -> None:
-    import pipeline.nn.train as train
-
-    X, y, Xd, yd = digits
+    X, y, _, _ = digits
     arch = Architecture.build(64, 10, (300, 256))
     hp = replace(HP, optimizer="gd", learning_rate=0.1, epochs=2, batch_size=100, keep_prob=1.0)
     monkeypatch.setattr(train, "product_update_available", lambda dtype: False)  # another BLAS, say
