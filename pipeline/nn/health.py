@@ -3,8 +3,9 @@
 ``fit`` calls ``layer_health`` once per epoch, at the epoch's last step, between ``backward`` and
 the optimizer's update, on arrays it already holds: the weights that step starts from, the
 gradients ``backward`` returned for them and (``unit_health``, taken just before ``backward``)
-the pre-activations cached by that step's forward pass (the last batch). No extra pass over the
-data; the cost is a few norms per layer (one weight-sized temporary per layer with L2). Nothing
+the pre-activations cached by that step's forward pass (the last batch). (Weights that plain
+gradient descent updates inside backward are read from a copy taken before it: train.fit.) No extra pass over the
+data; the cost is a few norms per layer (with L2, a temporary of at most one update block). Nothing
 here writes to those arrays.
 
 Judging the numbers (flags, thresholds, remedies) is the report's job, not the core's.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.nn.network import Architecture, LayerCache, Weights, l2_gradient_scale
+from pipeline.nn.optim import BLOCK
 
 # |Z| beyond which a unit counts as saturated on an example: there sigmoid' < 0.018 and
 # tanh' < 0.071, both about 7 % of the derivative's peak (0.25 and 1), so almost no gradient passes.
@@ -57,6 +59,31 @@ def _norm(x: np.ndarray) -> float:
     """``np.linalg.norm(x)`` of a real array (the same dot product and square root), without its dispatch."""
     flat = x.ravel(order="K")
     return float(np.sqrt(flat.dot(flat)))
+
+
+def _norms(W: np.ndarray, dW: np.ndarray, scale: float) -> tuple[float, float]:
+    """(||W||, ||dW + scale W||), reading W and dW once, a block at a time (optim.BLOCK elements).
+
+    The gradient with its L2 term is formed one block at a time in a temporary that stays in the
+    CPU's cache, instead of a weight-sized array made and read again (the optimizer still gets the
+    data gradient it expects: nothing is written to W or dW). One block: the same numbers as one
+    pass; more: the blocks' squares summed in float64.
+    """
+    if not scale:
+        return _norm(W), _norm(dW)
+    if W.size <= BLOCK or not (W.flags.c_contiguous and dW.flags.c_contiguous):
+        with_l2 = np.multiply(W, scale)  # a new array
+        return _norm(W), _norm(np.add(with_l2, dW, out=with_l2))  # = dW + scale * W, one temporary
+    flat_W, flat_dW = W.reshape(-1), dW.reshape(-1)
+    block = np.empty(BLOCK, dtype=np.result_type(W, dW))
+    w_squares = g_squares = 0.0
+    for i in range(0, flat_W.size, BLOCK):
+        W_, g = flat_W[i : i + BLOCK], flat_dW[i : i + BLOCK]
+        with_l2 = np.multiply(W_, scale, out=block[: W_.size])
+        with_l2 += g
+        w_squares += float(W_.dot(W_))
+        g_squares += float(with_l2.dot(with_l2))
+    return math.sqrt(w_squares), math.sqrt(g_squares)
 
 
 def unit_health(caches: list[LayerCache], arch: Architecture) -> tuple[tuple[float | None, float | None], ...]:
@@ -104,10 +131,7 @@ def layer_health(
     health = []
     for l in range(1, arch.n_layers + 1):
         W, dW = weights[f"W{l}"], grads[f"dW{l}"]
-        if scale := l2_gradient_scale(f"W{l}", l2_lambda, m):
-            with_l2 = np.multiply(W, scale)  # a new array: the optimizer still gets the data gradient it expects
-            dW = np.add(with_l2, dW, out=with_l2)  # = dW + scale * W (the same sum, one temporary)
-        w_norm, grad_norm = _norm(W), _norm(dW)
+        w_norm, grad_norm = _norms(W, dW, l2_gradient_scale(f"W{l}", l2_lambda, m))
         ratio = learning_rate * grad_norm / w_norm if w_norm else (math.inf if grad_norm else 0.0)
         health.append(LayerHealth(l, w_norm, grad_norm, ratio, *units[l - 1]))
     return tuple(health)

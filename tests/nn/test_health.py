@@ -178,3 +178,20 @@ def test_with_product_updates_health_still_changes_nothing_and_reads_the_step_be
             assert h.w_norm == pytest.approx(g.w_norm, rel=1e-4)
             assert h.grad_norm == pytest.approx(g.grad_norm, rel=1e-3)
             assert h.dead_fraction == pytest.approx(g.dead_fraction, abs=0.02)
+
+
+def test_the_norms_of_a_large_layer_are_taken_a_block_at_a_time_with_the_same_values(monkeypatch) -> None:
+    from pipeline.nn import health
+
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((300, 700)).astype(np.float32)  # 210,000 weights: four blocks, the last partial
+    dW = rng.standard_normal((300, 700)).astype(np.float32)
+    W0, dW0 = W.copy(), dW.copy()
+    w_norm, grad_norm = health._norms(W, dW, 0.3)
+    assert np.array_equal(W, W0) and np.array_equal(dW, dW0)  # nothing written
+    exact = dW.astype(np.float64) + 0.3 * W.astype(np.float64)
+    assert w_norm == pytest.approx(np.linalg.norm(W.astype(np.float64)), rel=1e-6)
+    assert grad_norm == pytest.approx(np.linalg.norm(exact), rel=1e-6)
+    monkeypatch.setattr(health, "BLOCK", 10**7)  # one block: the one-pass formula, number for number
+    assert health._norms(W, dW, 0.3) == (health._norm(W), health._norm(np.add(np.multiply(W, 0.3), dW)))
+    assert health._norms(W, dW, 0.0) == (health._norm(W), health._norm(dW))
