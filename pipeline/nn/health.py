@@ -3,10 +3,10 @@
 ``fit`` calls ``layer_health`` once per epoch, at the epoch's last step, between ``backward`` and
 the optimizer's update, on arrays it already holds: the weights that step starts from, the
 gradients ``backward`` returned for them and (``unit_health``, taken just before ``backward``)
-the pre-activations cached by that step's forward pass (the last batch). (Weights that plain
-gradient descent updates inside backward are read from a copy taken before it: train.fit.) No extra pass over the
-data; the cost is a few norms per layer (with L2, a temporary of at most one update block). Nothing
-here writes to those arrays.
+the pre-activations cached by that step's forward pass (the last batch); weights that plain
+gradient descent updates inside backward are read from a copy taken before it (train.fit). No
+extra pass over the data; the cost is a few norms per layer (with L2, a temporary of at most one
+update block). Nothing here writes to those arrays.
 
 Judging the numbers (flags, thresholds, remedies) is the report's job, not the core's.
 """
