@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.nn.network import Architecture, LayerCache, Weights, l2_gradient_scale
-from pipeline.nn.optim import BLOCK
+from pipeline.nn.optim import BLOCK, blocks
 
 # |Z| beyond which a unit counts as saturated on an example: there sigmoid' < 0.018 and
 # tanh' < 0.071, both about 7 % of the derivative's peak (0.25 and 1), so almost no gradient passes.
@@ -74,11 +74,9 @@ def _norms(W: np.ndarray, dW: np.ndarray, scale: float) -> tuple[float, float]:
     if W.size <= BLOCK or not (W.flags.c_contiguous and dW.flags.c_contiguous):
         with_l2 = np.multiply(W, scale)  # a new array
         return _norm(W), _norm(np.add(with_l2, dW, out=with_l2))  # = dW + scale * W, one temporary
-    flat_W, flat_dW = W.reshape(-1), dW.reshape(-1)
     block = np.empty(BLOCK, dtype=np.result_type(W, dW))
     w_squares = g_squares = 0.0
-    for i in range(0, flat_W.size, BLOCK):
-        W_, g = flat_W[i : i + BLOCK], flat_dW[i : i + BLOCK]
+    for W_, g in blocks(W, dW):  # the optimizer's pieces: views, so nothing is copied
         with_l2 = np.multiply(W_, scale, out=block[: W_.size])
         with_l2 += g
         w_squares += float(W_.dot(W_))

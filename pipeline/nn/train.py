@@ -197,10 +197,11 @@ def fit(
     # optimizer's step updates the rest, through views of the layers it still owns.
     fused = getattr(optimizer, "updates_in_product", False) and batch < m and product_update_available(arch.dtype)
     in_product = [l for l in range(1, arch.n_layers + 1) if fused and weights[f"W{l}"].size >= PRODUCT_UPDATE_MIN_SIZE]
+    step_parameters, step_gradients = parameters, gradients  # what the optimizer's step updates
     if in_product:
         rest = {f"W{l}": weights[f"W{l}"] for l in range(1, arch.n_layers + 1) if l not in in_product}
-        rest_parameters = {**rest, "b": parameters["b"]}
-        rest_gradients = {**{"d" + n: grads["d" + n] for n in rest}, "db": gradients["db"]}
+        step_parameters = {**rest, "b": parameters["b"]}
+        step_gradients = {**{"d" + n: grads["d" + n] for n in rest}, "db": gradients["db"]}
     buffers = StepBuffers.allocate(arch, batch, spare=bool(in_product))  # the step's activations and their gradients
     if batch < m:  # each mini-batch of X is gathered into this, in the layout of X
         X_batch = np.empty((X.shape[0], batch), dtype=X.dtype, order="F")
@@ -235,29 +236,23 @@ def fit(
                 health_step = _health and begin + batch >= m  # the epoch's health numbers: its last step
                 if health_step:  # the units' numbers read the activations, which backward may overwrite
                     units = unit_health(caches, arch)
+                started, update = {}, {}
                 if in_product:
                     c = l2_gradient_scale("W", hp.l2_lambda, X_b.shape[1])  # every weight matrix's
                     # the health numbers read the weights the step starts from and its gradient: on
                     # that step (one an epoch) a copy of the first and a product for the second
-                    started = {f"W{l}": weights[f"W{l}"].copy() for l in in_product} if health_step else {}
-                    update = {}
+                    if health_step:
+                        started = {f"W{l}": weights[f"W{l}"].copy() for l in in_product}
                     for l in in_product:
                         dW = grads[f"dW{l}"] if health_step else None
                         update[l] = functools.partial(_update_in_product, weights[f"W{l}"], dW, learning_rate, c)
-                    backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers, update=update)
-                    if health_step:
-                        weights_then = {**weights, **started}
-                        health = layer_health(
-                            weights_then, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1], units
-                        )
-                    optimizer.step(rest_parameters, rest_gradients, learning_rate, hp.l2_lambda, X_b.shape[1])
-                else:
-                    grads = backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers)  # L2: in the step
-                    if health_step:  # before the step consumes grads
-                        health = layer_health(
-                            weights, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1], units
-                        )
-                    optimizer.step(parameters, gradients, learning_rate, hp.l2_lambda, X_b.shape[1])
+                grads = backward(ZL, Y_b, caches, weights, arch, out=grads, buffers=step_buffers, update=update)
+                if health_step:  # before the step consumes grads (L2: in the step)
+                    weights_then = {**weights, **started}
+                    health = layer_health(
+                        weights_then, grads, caches, arch, learning_rate, hp.l2_lambda, X_b.shape[1], units
+                    )
+                optimizer.step(step_parameters, step_gradients, learning_rate, hp.l2_lambda, X_b.shape[1])
                 cost_sum += cost * X_b.shape[1]
                 steps += 1
             seconds = time.perf_counter() - epoch_start
