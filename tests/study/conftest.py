@@ -314,15 +314,27 @@ def children(pid: int) -> list[int]:
 
 def workers_below(pid: int) -> list[int]:
     """The processes below ``pid`` that run ``pipeline.study.worker``: a launcher's forking process and
-    the workers it forked (not what those run for a moment, such as ``git rev-parse``)."""
+    the workers it forked, forker first.
+
+    Only those two levels: what a worker runs for a moment (``git rev-parse`` for a run's tags)
+    shows the worker's command line until it execs, so it would pass for one more worker.
+    """
     found = []
-    for child in children(pid):
+    for forker in _running_worker_code(children(pid)):
+        found += [forker, *_running_worker_code(children(forker))]
+    return found
+
+
+def _running_worker_code(pids: list[int]) -> list[int]:
+    """Those of ``pids`` whose command line runs ``pipeline.study.worker``."""
+    found = []
+    for child in pids:
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, ProcessLookupError):  # it exited after pgrep listed it
             continue
         if b"pipeline.study.worker" in command:
-            found += [child, *workers_below(child)]
+            found.append(child)
     return found
 
 
