@@ -396,10 +396,15 @@ def prune_cost(work: Path, args: argparse.Namespace) -> bool:
     return same and ours < theirs
 
 
-def report_epochs(url: str, steps: int = 100, repeats: int = 3) -> list[float]:
-    """Seconds of ``steps`` intermediate reports, each after ~1 ms of work, as a trial makes them (one process)."""
+def report_epochs(url: str, steps: int = 100, repeats: int = 3, synced_at_ends: bool = False) -> list[float]:
+    """Seconds of ``steps`` intermediate reports, each after ~1 ms of work, and the trial's end, as a trial
+    makes them (one process). ``synced_at_ends``: through ``open_storage`` (commits in WAL mode skip their
+    fsync) with ``sync_trial_end`` after the tell, as a sweep's worker does; else a plain RDBStorage."""
+    from pipeline.study.storage import open_storage, sync_trial_end
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(study_name="reports", storage=optuna.storages.RDBStorage(url))
+    storage = open_storage(url, check_schema=False) if synced_at_ends else optuna.storages.RDBStorage(url)
+    study = optuna.load_study(study_name="reports", storage=storage)
     seconds = []
     for _ in range(repeats):
         trial = study.ask()
@@ -409,32 +414,44 @@ def report_epochs(url: str, steps: int = 100, repeats: int = 3) -> list[float]:
             deadline = time.perf_counter() + 0.001
             while time.perf_counter() < deadline:  # a small network's epoch, on the CPU
                 pass
-        seconds.append(time.perf_counter() - start)
         study.tell(trial, 0.0)
+        if synced_at_ends:
+            sync_trial_end(url)
+        seconds.append(time.perf_counter() - start)
     return seconds
 
 
+def report_epochs_synced_at_ends(url: str) -> list[float]:
+    return report_epochs(url, synced_at_ends=True)
+
+
 def storage_contention(work: Path) -> None:
-    """Why a sweep puts its sqlite file in WAL mode (``storage.use_wal``): reports alone and beside a second writer."""
+    """Why a sweep puts its sqlite file in WAL mode (``storage.use_wal``) and syncs it at trial ends
+    (``storage.sync_trial_end``): a trial's reports and end, alone and beside a second writer."""
     import multiprocessing
     import sqlite3
 
-    print("## sqlite journal mode: 100 per-epoch reports, alone and beside a second worker\n")
-    print("| journal mode | alone s (median of 3) | beside another worker s | slow-down |")
+    print("## sqlite journal mode: a trial's 100 per-epoch reports and its end, alone and beside a second worker\n")
+    print("| journal mode, syncs | alone s (median of 3) | beside another worker s | slow-down |")
     print("| --- | --- | --- | --- |")
     context = multiprocessing.get_context("spawn")
-    for mode in ("delete", "wal"):
-        path = work / f"reports-{mode}.db"
+    rows = (
+        ("delete", "every commit", report_epochs),
+        ("wal", "every commit", report_epochs),
+        ("wal", "at the trial's end (a sweep's worker)", report_epochs_synced_at_ends),
+    )
+    for i, (mode, syncs, run) in enumerate(rows):
+        path = work / f"reports-{i}.db"
         connection = sqlite3.connect(path)
         connection.execute(f"PRAGMA journal_mode={mode}")
         connection.close()
         url = f"sqlite:///{path}"
         optuna.create_study(study_name="reports", storage=url)
         with context.Pool(1) as pool:
-            alone = statistics.median(pool.map(report_epochs, [url])[0])
+            alone = statistics.median(pool.map(run, [url])[0])
         with context.Pool(2) as pool:
-            beside = statistics.median([t for run in pool.map(report_epochs, [url, url]) for t in run])
-        print(f"| {mode} | {alone:.3f} | {beside:.3f} | {beside / alone:.2f}x |")
+            beside = statistics.median([t for times in pool.map(run, [url, url]) for t in times])
+        print(f"| {mode}, {syncs} | {alone:.3f} | {beside:.3f} | {beside / alone:.2f}x |")
     print()
 
 

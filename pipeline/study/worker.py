@@ -44,7 +44,7 @@ from pipeline.study.locks import ClaimLock
 from pipeline.study.noise_floor import noise_floor_stop
 from pipeline.study.objective import Objective, TrialData
 from pipeline.study.signals import DeferredInterrupt, die_with_parent, exit_code, sigterm_as_interrupt
-from pipeline.study.storage import open_storage, preload, storage_errors
+from pipeline.study.storage import open_storage, preload, storage_errors, sync_trial_end
 
 
 def run_worker(
@@ -148,7 +148,10 @@ def _run_trials(
                     states = Counter(t.state for t in trials)
                     if sum(states[s] for s in (*COUNTED, TrialState.RUNNING)) < cfg.n_trials:
                         ran += 1
-                        _run_one(study, objective, all_callbacks)  # releases the lock once its trial exists
+                        try:
+                            _run_one(study, objective, all_callbacks)  # releases the lock once its trial exists
+                        finally:
+                            sync_trial_end(cfg.storage)  # its end on disk: commits during a trial do not sync
                         continue
                 finally:
                     lock.release()

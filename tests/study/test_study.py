@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from pipeline.study.config import PRUNERS, config_from_params
 from pipeline.study.launch import COUNTED, clean_up, open_sweep
 from pipeline.study.objective import Objective, TrialData, train_trial
 from pipeline.study.space import apply_params, suggest
-from pipeline.study.storage import mask_url, repo_root, resolve_url, sqlite_path
+from pipeline.study.storage import mask_url, open_storage, repo_root, resolve_url, sqlite_path, sync_trial_end
 from pipeline.study.worker import run_worker
 from tests.study.conftest import write_params
 
@@ -234,6 +235,40 @@ def test_a_sweep_writes_its_sqlite_file_in_wal_mode_and_leaves_it_at_rest(local)
     launch.finish(study, cfg, state)
     assert journal_mode(path) == "delete"
     assert len(study.get_trials(states=COUNTED)) == 4
+
+
+def synchronous(storage: optuna.storages.RDBStorage) -> int:
+    """sqlite's synchronous setting on a connection of ``storage``'s engine: 1 NORMAL, 2 FULL."""
+    with storage.engine.connect() as conn:
+        return conn.exec_driver_sql("PRAGMA synchronous").scalar()
+
+
+def test_commits_in_wal_mode_skip_their_fsync_and_each_trial_end_syncs_the_log(local, monkeypatch):
+    cfg = local(n_trials=3, pruner="none")
+    path = sqlite_path(cfg.storage)
+    study, state = open_sweep(cfg)  # the file is in WAL mode from here to the sweep's end
+    assert synchronous(open_storage(cfg.storage)) == 1  # NORMAL: a commit is an append, no fsync
+    synced: list[tuple[str, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), len(study.get_trials(states=COUNTED))))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    launch.run_sweep(cfg, state)
+    # One fsync of the log per trial, once that trial's end was committed: a power cut loses no
+    # finished trial, only the latest epochs of a running one (which the heartbeat retries).
+    assert synced == [(f"{path}-wal", 1), (f"{path}-wal", 2), (f"{path}-wal", 3)]
+    launch.finish(study, cfg, state)
+    assert synced[3:] == [(f"{path}-wal", 3)]  # the stop cause, synced before the file is put at rest
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert journal_mode(path) == "delete"
+    assert synchronous(open_storage(cfg.storage)) == 2  # at rest, rollback journal: FULL, every commit synced
+    synced.clear()
+    sync_trial_end(cfg.storage)  # no log to sync: nothing happens
+    sync_trial_end("postgresql+psycopg2://u@localhost:1/x")  # a server syncs its own commits
+    assert synced == []
 
 
 def test_storage_urls(monkeypatch, tmp_path):
