@@ -150,8 +150,11 @@ def _run_trials(
                         ran += 1
                         try:
                             _run_one(study, objective, all_callbacks)  # releases the lock once its trial exists
-                        finally:
-                            sync_trial_end(cfg.storage)  # its end on disk: commits during a trial do not sync
+                        except BaseException:  # the trial marked as it ended; the error in flight wins
+                            with contextlib.suppress(OSError):
+                                sync_trial_end(cfg.storage)
+                            raise
+                        sync_trial_end(cfg.storage)  # its end on disk: commits during a trial do not sync
                         continue
                 finally:
                     lock.release()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import os
 import sqlite3
@@ -269,6 +270,28 @@ def test_commits_in_wal_mode_skip_their_fsync_and_each_trial_end_syncs_the_log(l
     sync_trial_end(cfg.storage)  # no log to sync: nothing happens
     sync_trial_end("postgresql+psycopg2://u@localhost:1/x")  # a server syncs its own commits
     assert synced == []
+
+
+def test_a_failing_sync_at_a_trial_end_is_a_storage_error_but_never_hides_the_error_in_flight(local, monkeypatch):
+    import pipeline.study.worker as worker
+
+    def broken_disk(url: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(worker, "sync_trial_end", broken_disk)
+    cfg = local(n_trials=1, pruner="none")
+    _, state = open_sweep(cfg)
+    with pytest.raises(StorageError, match="Input/output error"):  # one line (exit 4), not a traceback
+        run_worker(cfg, state)
+
+    def crash(self: Objective, trial: optuna.Trial) -> float:
+        raise RuntimeError("the trial's own error")
+
+    monkeypatch.setattr(Objective, "__call__", crash)
+    cfg = local(n_trials=2, pruner="none")
+    _, state = open_sweep(cfg, resume=True)
+    with pytest.raises(RuntimeError, match="the trial's own error"):
+        run_worker(cfg, state)
 
 
 def test_storage_urls(monkeypatch, tmp_path):
