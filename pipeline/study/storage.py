@@ -191,9 +191,9 @@ def _sync_at_trial_ends(storage: RDBStorage) -> None:
     The worker syncs at the end of each trial (``sync_trial_end``), so what a power cut loses
     is the running trials' latest epochs, and those trials are failed and retried by the
     heartbeat anyway: a finished trial survives a power cut as before. A connection to a file
-    in rollback-journal mode keeps FULL (NORMAL there can corrupt the file in a power cut). The engine's first
-    connection, opened by RDBStorage before this hook existed, is dropped so that every later
-    one passes through it.
+    in rollback-journal mode keeps FULL (NORMAL there can corrupt the file in a power cut).
+    The engine's first connection, opened by RDBStorage before this hook existed, is dropped
+    so that every later one passes through it.
     """
     from sqlalchemy import event
 

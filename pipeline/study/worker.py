@@ -150,7 +150,7 @@ def _run_trials(
                         ran += 1
                         try:
                             _run_one(study, objective, all_callbacks)  # releases the lock once its trial exists
-                        except BaseException:  # the trial marked as it ended; the error in flight wins
+                        except BaseException:  # the objective marked its trial: sync that, but the error in flight wins
                             with contextlib.suppress(OSError):
                                 sync_trial_end(cfg.storage)
                             raise

@@ -316,8 +316,9 @@ def workers_below(pid: int) -> list[int]:
     """The processes below ``pid`` that run ``pipeline.study.worker``: a launcher's forking process and
     the workers it forked, forker first.
 
-    Only those two levels: what a worker runs for a moment (``git rev-parse`` for a run's tags)
-    shows the worker's command line until it execs, so it would pass for one more worker.
+    Only those two levels: what a worker starts for a moment (the ``git`` commands MLflow runs for
+    a run's dataset tags) shows the worker's command line until it execs, so it would pass for one
+    more worker.
     """
     found = []
     for forker in _running_worker_code(children(pid)):
