@@ -12,6 +12,9 @@
    MLflow tracking on as in the default study. Goal: 2 workers >= 1.8x one worker, start-up
    included. With ``--default-study`` the command section runs params.yaml's own study instead
    (its space, epochs, batch size, pruner and n_trials as committed), the one issue #14's goal names.
+   The section ends with the bound the libraries alone set: their floor of any sweep's set-up
+   (numpy, optuna and mlflow imported, both stores opened, no pipeline code) serial and all else
+   exactly halved.
 2. Fixed costs: a worker process's start and imports; per trial, the study's round trips (ask,
    attributes, per-epoch reports, tell) and MLflow's (the child run, its params, curves, end),
    read as the intercept of trial seconds against epochs (trials of 1 and of 11 epochs).
