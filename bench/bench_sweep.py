@@ -12,7 +12,7 @@
    MLflow tracking on as in the default study. Goal: 2 workers >= 1.8x one worker, start-up
    included. With ``--default-study`` the command section runs params.yaml's own study instead
    (its space, epochs, batch size, pruner and n_trials as committed), the one issue #14's goal names.
-   The section ends with the bound the libraries alone set: their floor of any sweep's set-up
+   The section ends with the bound the libraries alone set: their floor of any tracked sweep's set-up
    (numpy, optuna and mlflow imported, both stores opened, no pipeline code) serial and all else
    exactly halved.
 2. Fixed costs: a worker process's start and imports; per trial, the study's round trips (ask,
@@ -340,7 +340,7 @@ def whole_command(work: Path, args: argparse.Namespace) -> bool:
         f"end): {statistics.median(span_speedups):.2f}x.\n"
     )
     print(
-        f"The libraries' floor of any sweep's set-up (numpy, optuna and mlflow imported, both stores "
+        f"The libraries' floor of any tracked sweep's set-up (numpy, optuna and mlflow imported, both stores "
         f"opened, no pipeline code): {floor:.2f} s. With only that floor left serial and all else "
         f"exactly halved, two workers would reach {floor_bound:.2f}x (1.8x needs a floor of at most "
         f"{walls / 9:.2f} s of one worker's {walls:.1f} s).\n"
