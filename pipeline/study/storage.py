@@ -135,7 +135,10 @@ def open_storage(
             if not path.exists():
                 _create_sqlite(path)
             # Never create tables in place in a file someone else made: they may be creating them.
-            create_tables = not _has_tables(path, wait=2.0)
+            # A file still empty after the wait was made by a reader (sqlite makes the file it is
+            # asked to open): it is filled in one transaction, so that reader never sees the
+            # tables without Optuna's version row, which it would stamp too and fail on.
+            create_tables = not _has_tables(path, wait=2.0) and not _fill_sqlite(path)
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
                 with warnings.catch_warnings():  # heartbeat is "experimental" since 2.9; the project relies on it
@@ -302,6 +305,48 @@ def _create_sqlite(path: Path) -> None:
     finally:
         with contextlib.suppress(OSError):
             new.unlink()
+
+
+def _fill_sqlite(path: Path) -> bool:
+    """Give an empty sqlite file Optuna's whole schema and version rows in one transaction.
+
+    Optuna creates its tables, commits, then stamps Alembic's version row in a second
+    transaction; another process opening the file in between stamps too, and one of the two fails
+    on the row's unique key. Here a complete database is built beside ``path`` and its schema and
+    rows are copied in under one write lock. False (nothing written) when the file is not empty:
+    it holds someone's tables, which Optuna's own creation (it skips tables that exist) completes.
+    """
+    template = path.with_name(f".{path.name}.{os.getpid()}.fill")
+    try:
+        RDBStorage(f"sqlite:///{template}").engine.dispose()
+        conn = sqlite3.connect(path, timeout=lock_timeout(), isolation_level=None)
+        try:
+            conn.execute("ATTACH DATABASE ? AS template", (str(template),))
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first: no one writes between the check and the copy
+            try:
+                if conn.execute("SELECT count(*) FROM main.sqlite_master").fetchone()[0]:
+                    return False
+                # rowid order is creation order (a table before its indexes); sqlite's own objects
+                # (autoindexes: no sql; sqlite_sequence) come with the statements that made them.
+                schema = conn.execute(
+                    "SELECT type, name, sql FROM template.sqlite_master"
+                    " WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+                ).fetchall()
+                for _, _, sql in schema:
+                    conn.execute(sql)
+                for kind, name, _ in schema:
+                    if kind == "table":
+                        conn.execute(f'INSERT INTO main."{name}" SELECT * FROM template."{name}"')
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    finally:
+        with contextlib.suppress(OSError):
+            template.unlink()
+    return True
 
 
 def _creation_race(e: BaseException) -> bool:

@@ -333,10 +333,12 @@ sys.exit("no study appeared")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["creating", "reading"])
+@pytest.mark.parametrize("kind", ["creating", "reading", "reading, its empty file there first"])
 def test_an_observer_opening_the_new_database_while_the_launcher_creates_it(workspace, kind):
     write_params(workspace.root / "params.yaml", n_trials=2, epochs=2)
     (workspace.root / "studies").mkdir()
+    if kind.endswith("first"):  # the file a reader's failed open leaves: the launcher fills it
+        Path(workspace.default_storage.removeprefix("sqlite:///")).touch()
     command = [sys.executable, "-c", OBSERVER, workspace.default_storage, kind]
     observer = subprocess.Popen(command, env=workspace.env, stderr=subprocess.PIPE, text=True)
     result = workspace.run("tune", "--no-tracking")
@@ -382,6 +384,54 @@ def test_the_launcher_waits_for_another_creator_to_stamp_the_new_database(tmp_pa
     start = time.monotonic()
     assert not storage._has_tables(empty, wait=0.2)
     assert time.monotonic() - start >= 0.2
+
+
+def test_an_empty_file_is_filled_in_one_transaction_a_reader_never_sees_half(tmp_path):
+    """A reader opening a study file that is not there yet leaves it empty (sqlite makes the file
+    it opens); the launcher then fills it. Optuna's own creation commits the tables before its
+    Alembic row, and a reader between the two stamps the row too, failing one of them on its
+    unique key (seen once in CI): the fill must show a poller all of the schema or none of it."""
+    import threading
+
+    from pipeline.study import storage
+
+    done = tmp_path / "done.db"
+    optuna.storages.RDBStorage(f"sqlite:///{done}").engine.dispose()
+    seen: list[tuple[bool, bool]] = []
+    for n in range(5):
+        empty = tmp_path / f"empty{n}.db"
+        empty.touch()
+        stop = threading.Event()
+
+        def poll(path: Path = empty, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                seen.append(storage._schema_state(path))
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        try:
+            assert storage._fill_sqlite(empty)
+        finally:
+            stop.set()
+            poller.join()
+        assert storage._schema_state(empty) == (True, True)
+        with contextlib.closing(sqlite3.connect(empty)) as a, contextlib.closing(sqlite3.connect(done)) as b:
+            assert list(a.iterdump()) == list(b.iterdump())  # the very schema and rows Optuna makes
+    assert (True, False) not in seen and (False, False) in seen, set(seen)
+    assert not list(tmp_path.glob(".*.fill"))  # the template built beside it is gone
+
+    other = tmp_path / "other.db"  # someone's own tables: not ours to fill, left as they are
+    with contextlib.closing(sqlite3.connect(other)) as conn, conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    assert not storage._fill_sqlite(other)
+    with contextlib.closing(sqlite3.connect(other)) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]
+
+    opened = tmp_path / "opened.db"
+    opened.touch()
+    study = optuna.create_study(storage=storage.open_storage(f"sqlite:///{opened}", create=True))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{opened}").trials) == 1
 
 
 # --- 4. a tracking server that goes away ----------------------------------------------------------
