@@ -330,7 +330,7 @@ def _fill_sqlite(path: Path) -> bool:
                 # (autoindexes: no sql; sqlite_sequence) come with the statements that made them.
                 schema = conn.execute(
                     "SELECT type, name, sql FROM template.sqlite_master"
-                    " WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+                    " WHERE sql IS NOT NULL AND name NOT GLOB 'sqlite_*' ORDER BY rowid"
                 ).fetchall()
                 for _, _, sql in schema:
                     conn.execute(sql)
