@@ -34,6 +34,7 @@ Prints a Markdown report.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -481,10 +482,6 @@ def report_epochs(url: str, steps: int = 100, repeats: int = 3, synced_at_ends: 
     return seconds
 
 
-def report_epochs_synced_at_ends(url: str) -> list[float]:
-    return report_epochs(url, synced_at_ends=True)
-
-
 def storage_contention(work: Path) -> None:
     """Why a sweep puts its sqlite file in WAL mode (``storage.use_wal``) and syncs it at trial ends
     (``storage.sync_trial_end``): a trial's reports and end, alone and beside a second writer."""
@@ -498,7 +495,7 @@ def storage_contention(work: Path) -> None:
     rows = (
         ("delete", "every commit", report_epochs),
         ("wal", "every commit", report_epochs),
-        ("wal", "at the trial's end (a sweep's worker)", report_epochs_synced_at_ends),
+        ("wal", "at the trial's end (a sweep's worker)", functools.partial(report_epochs, synced_at_ends=True)),
     )
     for i, (mode, syncs, run) in enumerate(rows):
         path = work / f"reports-{i}.db"

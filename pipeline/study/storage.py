@@ -297,11 +297,18 @@ def _create_sqlite(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StorageError(f"{path.parent}: cannot create the study folder ({e.strerror}); check --storage") from None
+    # FileExistsError: another process created it first, so theirs is used
+    with _complete_beside(path) as new, contextlib.suppress(FileExistsError):
+        os.link(new, path)
+
+
+@contextlib.contextmanager
+def _complete_beside(path: Path) -> Iterator[Path]:
+    """A new sqlite file beside ``path`` with Optuna's tables and version rows, removed afterwards."""
     new = path.with_name(f".{path.name}.{os.getpid()}.new")
     try:
-        RDBStorage(f"sqlite:///{new}").engine.dispose()  # tables and Optuna's version row
-        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
-            os.link(new, path)
+        RDBStorage(f"sqlite:///{new}").engine.dispose()
+        yield new
     finally:
         with contextlib.suppress(OSError):
             new.unlink()
@@ -316,9 +323,7 @@ def _fill_sqlite(path: Path) -> bool:
     rows are copied in under one write lock. False (nothing written) when the file is not empty:
     it holds someone's tables, which Optuna's own creation (it skips tables that exist) completes.
     """
-    template = path.with_name(f".{path.name}.{os.getpid()}.fill")
-    try:
-        RDBStorage(f"sqlite:///{template}").engine.dispose()
+    with _complete_beside(path) as template:
         conn = sqlite3.connect(path, timeout=lock_timeout(), isolation_level=None)
         try:
             conn.execute("ATTACH DATABASE ? AS template", (str(template),))
@@ -343,9 +348,6 @@ def _fill_sqlite(path: Path) -> bool:
                     conn.execute("ROLLBACK")
         finally:
             conn.close()
-    finally:
-        with contextlib.suppress(OSError):
-            template.unlink()
     return True
 
 

@@ -418,7 +418,7 @@ def test_an_empty_file_is_filled_in_one_transaction_a_reader_never_sees_half(tmp
         with contextlib.closing(sqlite3.connect(empty)) as a, contextlib.closing(sqlite3.connect(done)) as b:
             assert list(a.iterdump()) == list(b.iterdump())  # the very schema and rows Optuna makes
     assert (True, False) not in seen and (False, False) in seen, set(seen)
-    assert not list(tmp_path.glob(".*.fill"))  # the template built beside it is gone
+    assert not list(tmp_path.glob(".*.new"))  # the template built beside it is gone
 
     other = tmp_path / "other.db"  # someone's own tables: not ours to fill, left as they are
     with contextlib.closing(sqlite3.connect(other)) as conn, conn:
